@@ -1,0 +1,301 @@
+"""MiniMax-M1 (and MiniMax-Text-01) for vLLM: decoder layers, MoE, softmax attention, loading.
+
+One decoder layer (post-norm form, which every released checkpoint uses)::
+
+    h = input_layernorm(x);           x = h * attn_alpha + attn(h) * attn_beta
+    h = post_attention_layernorm(x);  x = h * mlp_alpha + moe(h) * mlp_beta
+
+Without post-norm the residual is the un-normed ``x``. ``attn`` is a lightning layer
+(:mod:`runtime.lightning`) or a softmax layer with partial RoPE, as ``layer_types`` says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from vllm.config import VllmConfig
+from vllm.distributed import get_tensor_model_parallel_world_size
+from vllm.model_executor.layers.attention import Attention
+from vllm.model_executor.layers.fused_moe import FusedMoEFactory, GateLinear
+from vllm.model_executor.layers.layernorm import RMSNorm
+from vllm.model_executor.layers.linear import QKVParallelLinear, RowParallelLinear
+from vllm.model_executor.layers.logits_processor import LogitsProcessor
+from vllm.model_executor.layers.rotary_embedding import get_rope
+from vllm.model_executor.layers.vocab_parallel_embedding import (
+    ParallelLMHead,
+    VocabParallelEmbedding,
+)
+from vllm.model_executor.model_loader.weight_utils import default_weight_loader
+from vllm.model_executor.models.interfaces import HasInnerState, IsHybrid
+from vllm.sequence import IntermediateTensors
+
+from runtime.config import M1Architecture, architecture_of
+from runtime.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
+
+
+class SoftmaxAttention(nn.Module):
+    """GQA softmax attention with RoPE on the first ``rotary_dim`` dims of each head."""
+
+    def __init__(self, arch: M1Architecture, vllm_config: VllmConfig, prefix: str) -> None:
+        super().__init__()
+        tp_size = get_tensor_model_parallel_world_size()
+        if arch.num_heads % tp_size:
+            raise ValueError(f"{arch.num_heads} heads cannot be split over tensor parallel "
+                             f"{tp_size}")
+        self.head_dim = arch.head_dim
+        self.num_heads = arch.num_heads // tp_size
+        # Fewer KV heads than ranks: each rank keeps a replica of one.
+        self.num_kv_heads = max(1, arch.num_kv_heads // tp_size)
+        self.q_size = self.num_heads * self.head_dim
+        self.kv_size = self.num_kv_heads * self.head_dim
+        quant = vllm_config.quant_config
+
+        self.qkv_proj = QKVParallelLinear(
+            arch.hidden_size, arch.head_dim, arch.num_heads, arch.num_kv_heads,
+            bias=False, quant_config=quant, prefix=f"{prefix}.qkv_proj",
+        )
+        self.o_proj = RowParallelLinear(
+            arch.num_heads * arch.head_dim, arch.hidden_size,
+            bias=False, quant_config=quant, prefix=f"{prefix}.o_proj",
+        )
+        self.rotary_emb = get_rope(
+            arch.head_dim,
+            max_position=arch.max_position,
+            is_neox_style=True,  # M1 rotates halves of the rotary part
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": arch.rope_theta,
+                "partial_rotary_factor": arch.rotary_dim / arch.head_dim,
+            },
+        )
+        self.attn = Attention(
+            self.num_heads, self.head_dim, self.head_dim**-0.5,
+            num_kv_heads=self.num_kv_heads,
+            cache_config=vllm_config.cache_config,
+            quant_config=quant,
+            prefix=f"{prefix}.attn",
+        )
+
+    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+        qkv, _ = self.qkv_proj(hidden_states)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q, k = self.rotary_emb(positions, q, k)
+        out, _ = self.o_proj(self.attn(q, k, v))
+        return out
+
+
+class SparseMoE(nn.Module):
+    """Softmax router (float32), top-k renormalised, SwiGLU experts ``w2(silu(w1 x) * w3 x)``."""
+
+    def __init__(self, arch: M1Architecture, vllm_config: VllmConfig, prefix: str) -> None:
+        super().__init__()
+        if arch.shared_intermediate:
+            raise ValueError(
+                "shared experts (shared_intermediate_size > 0) are not part of any released "
+                "MiniMax-M1/Text-01 checkpoint and are not supported"
+            )
+        self.hidden_size = arch.hidden_size
+        self.gate = GateLinear(
+            arch.hidden_size, arch.num_experts, out_dtype=torch.float32, prefix=f"{prefix}.gate"
+        )
+        self.experts = FusedMoEFactory(
+            num_experts=arch.num_experts,
+            top_k=arch.top_k,
+            hidden_size=arch.hidden_size,
+            intermediate_size=arch.expert_intermediate,
+            renormalize=True,
+            scoring_func="softmax",
+            quant_config=vllm_config.quant_config,
+            prefix=f"{prefix}.experts",
+            ckpt_names=("w1", "w2", "w3"),
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        router_logits, _ = self.gate(hidden_states)
+        return self.experts(hidden_states, router_logits.float())
+
+
+class DecoderLayer(nn.Module):
+    def __init__(
+        self, arch: M1Architecture, layer_idx: int, vllm_config: VllmConfig, prefix: str
+    ) -> None:
+        super().__init__()
+        self.postnorm = arch.postnorm
+        self.is_lightning = arch.is_lightning(layer_idx)
+        kind = "linear" if self.is_lightning else "full"
+        self.attn_alpha = arch.scales[f"{kind}_alpha"]
+        self.attn_beta = arch.scales[f"{kind}_beta"]
+        self.mlp_alpha = arch.scales["mlp_alpha"]
+        self.mlp_beta = arch.scales["mlp_beta"]
+
+        self.input_layernorm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps)
+        attn_prefix = f"{prefix}.self_attn"
+        if self.is_lightning:
+            self.self_attn: nn.Module = LightningAttention(
+                arch, layer_idx, vllm_config, attn_prefix
+            )
+        else:
+            self.self_attn = SoftmaxAttention(arch, vllm_config, attn_prefix)
+        self.block_sparse_moe = SparseMoE(arch, vllm_config, f"{prefix}.block_sparse_moe")
+
+    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = self.input_layernorm(x)
+        attn = self.self_attn(h) if self.is_lightning else self.self_attn(positions, h)
+        x = (h if self.postnorm else x) * self.attn_alpha + attn * self.attn_beta
+        h = self.post_attention_layernorm(x)
+        moe = self.block_sparse_moe(h)
+        return (h if self.postnorm else x) * self.mlp_alpha + moe * self.mlp_beta
+
+
+class MiniMaxM1Model(nn.Module):
+    def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        super().__init__()
+        arch = architecture_of(vllm_config.model_config.hf_config)
+        self.arch = arch
+        self.embed_tokens = VocabParallelEmbedding(arch.vocab_size, arch.hidden_size)
+        self.layers = nn.ModuleList(
+            DecoderLayer(arch, i, vllm_config, f"{prefix}.layers.{i}")
+            for i in range(arch.num_layers)
+        )
+        self.norm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps)
+
+    def forward(
+        self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(positions, x)
+        return self.norm(x)
+
+
+# Checkpoint spellings mapped onto this module's parameter names.
+# transformers' in-library MiniMax calls the MoE block `mlp` and its router `mlp.gate`.
+_RENAMES = [(re.compile(r"\.mlp\.gate\.weight$"), ".block_sparse_moe.gate.weight"),
+            (re.compile(r"\.mlp\.experts\."), ".block_sparse_moe.experts.")]
+# Softmax layers' q/k/v projections load into one fused QKV matrix.
+_STACKED = {".q_proj.": "q", ".k_proj.": "k", ".v_proj.": "v"}
+
+
+class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
+    """vLLM entry point, registered for MiniMaxM1 / MiniMaxText01 / MiniMax architectures."""
+
+    def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        super().__init__()
+        if vllm_config.parallel_config.pipeline_parallel_size > 1:
+            raise ValueError("MiniMax-M1 here supports tensor parallelism, not pipeline "
+                             "parallelism; use --tensor-parallel-size")
+        self.config = vllm_config.model_config.hf_config
+        self.model = MiniMaxM1Model(vllm_config=vllm_config, prefix="model")
+        arch = self.model.arch
+        self.lm_head = ParallelLMHead(arch.vocab_size, arch.hidden_size, prefix="lm_head")
+        if arch.tie_word_embeddings:
+            self.lm_head = self.lm_head.tie_weights(self.model.embed_tokens)
+        self.logits_processor = LogitsProcessor(arch.vocab_size)
+
+    # --- vLLM model interface ----------------------------------------------------------
+    def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_tokens(input_ids)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        positions: torch.Tensor,
+        intermediate_tensors: IntermediateTensors | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **_: object,
+    ) -> torch.Tensor:
+        return self.model(input_ids, positions, inputs_embeds)
+
+    def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
+        return self.logits_processor(self.lm_head, hidden_states)
+
+    # --- hybrid state (read by vLLM before the model exists) ---------------------------
+    @classmethod
+    def get_mamba_state_shape_from_config(cls, vllm_config: VllmConfig):
+        arch = architecture_of(vllm_config.model_config.hf_config)
+        return (lightning_state_shape(arch, vllm_config.parallel_config.tensor_parallel_size),)
+
+    @classmethod
+    def get_mamba_state_dtype_from_config(cls, vllm_config: VllmConfig):
+        return (STATE_DTYPE,)
+
+    @classmethod
+    def get_mamba_state_copy_func(cls):
+        from vllm.model_executor.layers.mamba.mamba_utils import MambaStateCopyFuncCalculator
+
+        return MambaStateCopyFuncCalculator.linear_attention_state_copy_func()
+
+    # --- weights ------------------------------------------------------------------------
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
+        """Load M1's own names or transformers' in-library MiniMax names.
+
+        Any checkpoint tensor this model has no place for, and any parameter the checkpoint
+        leaves unset, is an error that names them: a model with random holes must never serve.
+        """
+        params = dict(self.named_parameters())
+        moe_layers = {
+            name.removesuffix(".experts"): module
+            for name, module in self.named_modules()
+            if name.endswith("block_sparse_moe.experts")
+        }
+        loaded: set[str] = set()
+        unknown: list[str] = []
+        for name, tensor in weights:
+            name = _canonical_name(name)
+            if name is None:
+                continue
+            if ".block_sparse_moe.experts." in name:
+                owner, _, rest = name.partition(".experts.")
+                experts = moe_layers.get(owner)
+                if experts is None:
+                    unknown.append(name)
+                    continue
+                loaded.update(
+                    f"{owner}.experts.{p}" for p in experts.load_weights([(rest, tensor)])
+                )
+                continue
+            stacked = next((s for s in _STACKED if s in name), None)
+            if stacked is not None:
+                target = name.replace(stacked, ".qkv_proj.")
+                if target not in params:
+                    unknown.append(name)
+                    continue
+                params[target].weight_loader(params[target], tensor, _STACKED[stacked])
+                loaded.add(target)
+                continue
+            if name not in params:
+                unknown.append(name)
+                continue
+            param = params[name]
+            getattr(param, "weight_loader", default_weight_loader)(param, tensor)
+            loaded.add(name)
+
+        if unknown:
+            raise ValueError(f"checkpoint tensors with no place in MiniMax-M1: {_brief(unknown)}")
+        missing = sorted(set(params) - loaded)
+        if self.model.arch.tie_word_embeddings:
+            missing = [m for m in missing if not m.startswith("lm_head.")]
+        if missing:
+            raise ValueError(f"checkpoint is missing weights: {_brief(missing)}")
+        return loaded
+
+
+def _canonical_name(name: str) -> str | None:
+    """Map a checkpoint tensor name onto this module's spelling; None for tensors to skip."""
+    # Precomputed RoPE tables and decay buffers some exporters save are derived, not learned.
+    if name.endswith((".rotary_emb.inv_freq", ".slope_rate", ".query_decay", ".key_decay",
+                      ".diagonal_decay")):
+        return None
+    for pattern, replacement in _RENAMES:
+        name = pattern.sub(replacement, name)
+    return name
+
+
+def _brief(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")

@@ -1,0 +1,28 @@
+"""vLLM plugin entry point (`vllm.general_plugins`): makes MiniMax-M1 checkpoints loadable.
+
+vLLM calls :func:`register` in every process it starts (the API process and each worker), so
+it must be cheap, idempotent and import nothing heavy until a model is actually built.
+"""
+
+from __future__ import annotations
+
+ARCHITECTURES = ("MiniMaxM1ForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxForCausalLM")
+MODEL_CLASS = "runtime.model:MiniMaxM1ForCausalLM"
+LIGHTNING_OP = "vllm::m1_lightning_attention"
+
+
+def register() -> None:
+    from transformers import AutoConfig
+    from vllm import ModelRegistry
+    from vllm.config import CompilationConfig
+
+    from runtime.config import MiniMaxM1Config
+
+    # Lets vLLM read `model_type: "minimax_m1"` config.json files without trust_remote_code.
+    AutoConfig.register(MiniMaxM1Config.model_type, MiniMaxM1Config, exist_ok=True)
+    for arch in ARCHITECTURES:
+        # A lazy "module:Class" string: the model module (and torch ops) load only when used.
+        ModelRegistry.register_model(arch, MODEL_CLASS)
+    # The lightning op must split compiled graphs like vLLM's own attention ops do.
+    if LIGHTNING_OP not in CompilationConfig._attention_ops:
+        CompilationConfig._attention_ops.append(LIGHTNING_OP)
