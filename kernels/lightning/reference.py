@@ -63,9 +63,7 @@ def reference_prefill(
     for b, slot in enumerate(slots.tolist()):
         lo, hi = bounds[b], bounds[b + 1]
         init = None if bool(fresh[b]) else states[slot]
-        o, final = recurrence(
-            q[lo:hi].to(states.dtype), k[lo:hi], v[lo:hi], slopes, init
-        )
+        o, final = recurrence(q[lo:hi].to(states.dtype), k[lo:hi], v[lo:hi], slopes, init)
         out[lo:hi] = o.to(q.dtype)
         states[slot] = final.to(states.dtype)
     return out

@@ -1,0 +1,111 @@
+"""Triton decode for lightning attention: one token per sequence, slot-indexed float32 state.
+
+One program owns one (row, head, slice of D_v): it reads the state slice S[:, v0:v0+BV] once,
+applies S = lam S + k^T v, writes it back and emits o = q S. The work is pure state traffic
+(read + write of H * D * D float32 per sequence), so the only goals are coalesced, wide accesses
+and enough programs in flight. Rows whose slot is negative are padding: their output is zeroed
+and no state is touched. No host synchronisation, fixed grid: safe inside CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_kernel(
+    Q,
+    K,
+    V,
+    OUT,
+    STATES,
+    SLOPES,
+    SLOTS,
+    stride_qb,
+    stride_qh,
+    stride_kb,
+    stride_kh,
+    stride_vb,
+    stride_vh,
+    stride_ob,
+    stride_oh,
+    stride_sn,
+    stride_sh,
+    D: tl.constexpr,
+    BV: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    iv = tl.program_id(2)
+    rk = tl.arange(0, D)
+    rv = iv * BV + tl.arange(0, BV)
+    o_ptrs = OUT + b * stride_ob + h * stride_oh + rv
+
+    slot = tl.load(SLOTS + b).to(tl.int64)
+    if slot < 0:
+        tl.store(o_ptrs, tl.zeros((BV,), dtype=OUT.dtype.element_ty))
+    else:
+        lam = tl.exp(-tl.load(SLOPES + h).to(tl.float32))
+        s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
+        state = tl.load(s_ptrs).to(tl.float32)
+        q = tl.load(Q + b * stride_qb + h * stride_qh + rk).to(tl.float32)
+        k = tl.load(K + b * stride_kb + h * stride_kh + rk).to(tl.float32)
+        v = tl.load(V + b * stride_vb + h * stride_vh + rv).to(tl.float32)
+        state = state * lam + k[:, None] * v[None, :]
+        tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
+        o = tl.sum(q[:, None] * state, axis=0)
+        tl.store(o_ptrs, o.to(OUT.dtype.element_ty))
+
+
+# (BV, num_warps), chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md).
+CONFIG: tuple[int, int] = (32, 4)
+
+
+def triton_decode(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slopes: torch.Tensor,
+    states: torch.Tensor,
+    slots: torch.Tensor,
+    config: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """`kernels.lightning_decode` on CUDA (or on CPU under TRITON_INTERPRET=1)."""
+    B, H, D = q.shape
+    if v.shape[-1] != D or k.shape[-1] != D:
+        raise ValueError("lightning_decode expects D_k == D_v")
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise ValueError("q, k, v need a contiguous last dimension")
+    if states.stride(-1) != 1 or states.stride(-2) != D:
+        raise ValueError("each state [D, D] must be contiguous")
+    BV, num_warps = config or CONFIG
+    BV = min(BV, D)
+    out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
+    if B == 0:
+        return out
+    grid = (B, H, triton.cdiv(D, BV))
+    _decode_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        states,
+        slopes,
+        slots,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        out.stride(0),
+        out.stride(1),
+        states.stride(0),
+        states.stride(1),
+        D=D,
+        BV=BV,
+        num_warps=num_warps,
+    )
+    return out

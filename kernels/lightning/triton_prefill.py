@@ -1,0 +1,225 @@
+"""Triton prefill for lightning attention: packed variable-length sequences, slot-indexed state.
+
+One program owns one (sequence, head, slice of D_v) and walks its sequence block by block with
+the running state slice S[:, v0:v0+BV] held in registers, so q, k and v are read once and the
+state touches device memory only at the start and the end. Per block of C rows (r = 0..m-1):
+
+    o     = ((q k^T) * lam^(i-j) [j <= i]) v  +  (q * lam^(r+1)) S
+    S     = lam^m S + (k * lam^(m-1-r))^T v
+
+All decay exponents are >= 0, so nothing overflows at any length. The D_v split exists to fill
+the GPU at batch 1 (H * D/BV programs); the q k^T product is recomputed per slice, but the slices
+of one head run side by side so their q/k re-reads are served by L2.
+
+Precision: float32 inputs use IEEE float32 dots throughout (exact to ~1e-6). bf16/fp16 inputs
+use the tensor cores with float32 accumulation; the state is rounded to the input dtype only as
+an operand of the q S product (the float32 state itself is never rounded).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _operand(x, OP: tl.constexpr, UPCAST: tl.constexpr):
+    """Round float32 x to the dot operand dtype OP (round to nearest even, as the GPU does).
+
+    Under the interpreter the result stays float32 (its bf16 dots are wrong, and its own
+    float32 -> bf16 cast truncates), so bf16 rounding is done on the bits.
+    """
+    if UPCAST:
+        if OP == tl.bfloat16:
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            y = bits.to(tl.float32, bitcast=True)
+        else:
+            y = x.to(OP).to(tl.float32)
+    else:
+        y = x.to(OP)
+    return y
+
+
+@triton.jit
+def _prefill_kernel(
+    Q,
+    K,
+    V,
+    OUT,
+    STATES,
+    SLOPES,
+    SLOTS,
+    CU,
+    FRESH,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_ot,
+    stride_oh,
+    stride_sn,
+    stride_sh,
+    D: tl.constexpr,
+    BV: tl.constexpr,
+    C: tl.constexpr,
+    EXACT: tl.constexpr,
+    STATE_DOT_F32: tl.constexpr,
+    OP: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    iv = tl.program_id(2)
+
+    lo = tl.load(CU + b).to(tl.int64)
+    n = tl.load(CU + b + 1).to(tl.int64) - lo
+    slot = tl.load(SLOTS + b).to(tl.int64)
+    fresh = tl.load(FRESH + b) != 0
+    log_lam = -tl.load(SLOPES + h).to(tl.float32)
+
+    rk = tl.arange(0, D)
+    rv = iv * BV + tl.arange(0, BV)
+    rc = tl.arange(0, C)
+
+    s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
+    if fresh:
+        state = tl.zeros((D, BV), dtype=tl.float32)
+    else:
+        state = tl.load(s_ptrs).to(tl.float32)
+
+    # Decays of a full block; the last, partial block recomputes the two that depend on m.
+    rcf = rc.to(tl.float32)
+    q_dec = tl.exp(log_lam * (rcf + 1.0))
+    diff = rcf[:, None] - rcf[None, :]
+    intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
+
+    q_base = Q + h * stride_qh
+    k_base = K + h * stride_kh
+    v_base = V + h * stride_vh
+    o_base = OUT + h * stride_oh
+    for start in range(0, n, C):
+        rows = lo + start + rc
+        live = (start + rc) < n
+        m = tl.minimum(n - start, C).to(tl.float32)
+        q = tl.load(q_base + rows[:, None] * stride_qt + rk[None, :], mask=live[:, None], other=0.0)
+        k = tl.load(k_base + rows[:, None] * stride_kt + rk[None, :], mask=live[:, None], other=0.0)
+        v = tl.load(v_base + rows[:, None] * stride_vt + rv[None, :], mask=live[:, None], other=0.0)
+        k_dec = tl.where(live, tl.exp(log_lam * tl.maximum(m - 1.0 - rcf, 0.0)), 0.0)
+        blk_dec = tl.exp(log_lam * m)
+
+        if EXACT:
+            scores = tl.dot(q, tl.trans(k), input_precision="ieee")
+            o = tl.dot(scores * intra_dec, v, input_precision="ieee")
+            o = tl.dot(q * q_dec[:, None], state, o, input_precision="ieee")
+            state = tl.dot(tl.trans(k * k_dec[:, None]), v, state * blk_dec, input_precision="ieee")
+        else:
+            # OP is the input dtype. Under the interpreter (whose bf16 dots are wrong) the
+            # operands travel as float32, rounded as OP would be, so the arithmetic is the same.
+            if UPCAST:
+                q = q.to(tl.float32)
+                k = k.to(tl.float32)
+                v = v.to(tl.float32)
+            scores = tl.dot(q, tl.trans(k))
+            o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v)
+            qd = q.to(tl.float32) * q_dec[:, None]
+            if STATE_DOT_F32:
+                o = tl.dot(qd, state, o, input_precision="tf32")
+            else:
+                o = tl.dot(_operand(qd, OP, UPCAST), _operand(state, OP, UPCAST), o)
+            kd = _operand(k.to(tl.float32) * k_dec[:, None], OP, UPCAST)
+            state = tl.dot(tl.trans(kd), v, state * blk_dec)
+
+        tl.store(
+            o_base + rows[:, None] * stride_ot + rv[None, :],
+            o.to(OUT.dtype.element_ty),
+            mask=live[:, None],
+        )
+
+    tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
+
+
+_TL_DTYPE = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# Launch configuration per input dtype, chosen by measurement on an H200 (see
+# benchmarks/KERNELS_NOTES.md): (C, BV, num_warps, num_stages).
+CONFIGS: dict[torch.dtype, tuple[int, int, int, int]] = {
+    torch.float32: (64, 32, 4, 2),
+    torch.bfloat16: (64, 64, 4, 2),
+    torch.float16: (64, 64, 4, 2),
+}
+
+
+def triton_prefill(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slopes: torch.Tensor,
+    states: torch.Tensor,
+    slots: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    fresh: torch.Tensor,
+    config: tuple[int, int, int, int] | None = None,
+) -> torch.Tensor:
+    """`kernels.lightning_prefill` on CUDA (or on CPU under TRITON_INTERPRET=1).
+
+    No host synchronisation: the grid comes from shapes alone (sequence count x heads x D_v
+    slices), so it is safe to capture in a CUDA graph.
+    """
+    T, H, D = q.shape
+    Dv = v.shape[-1]
+    if Dv != D or k.shape[-1] != D:
+        raise ValueError("lightning_prefill expects D_k == D_v")
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise ValueError("q, k, v need a contiguous last dimension")
+    if states.stride(-1) != 1 or states.stride(-2) != D:
+        raise ValueError("each state [D, D] must be contiguous")
+    C, BV, num_warps, num_stages = config or CONFIGS.get(q.dtype, CONFIGS[torch.float32])
+    BV = min(BV, D)
+    B = cu_seqlens.shape[0] - 1
+    out = torch.empty(T, H, D, dtype=q.dtype, device=q.device)
+    if B == 0:
+        return out
+    fresh_u8 = fresh.view(torch.uint8) if fresh.dtype == torch.bool else fresh
+    grid = (B, H, triton.cdiv(D, BV))
+    _prefill_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        states,
+        slopes,
+        slots,
+        cu_seqlens,
+        fresh_u8,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        out.stride(0),
+        out.stride(1),
+        states.stride(0),
+        states.stride(1),
+        D=D,
+        BV=BV,
+        C=C,
+        EXACT=q.dtype in (torch.float32, torch.float64),
+        STATE_DOT_F32=q.dtype == torch.float16,
+        OP=_TL_DTYPE.get(q.dtype, tl.float32),
+        UPCAST=_interpreting(),
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+    return out
