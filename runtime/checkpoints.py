@@ -12,7 +12,7 @@ Cache layout (``cache_dir`` defaults to ``$XDG_CACHE_HOME/m1-mcp/models`` or
         model-0000k-of-0000n.safetensors
         model.safetensors.index.json
         tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation_config.json
-        .complete                       JSON: format version, key, seed
+        .complete                       JSON: format version, key, seed, builder pid
     <cache_dir>/.<name>-<key>.lock      fcntl lock held while one process builds
     <cache_dir>/.<name>-<key>.tmp-*     a build in progress (or a crashed one, removed next time)
 
@@ -280,6 +280,8 @@ def _build_unlocked(
             if (tokenizer_dir / fname).is_file():
                 shutil.copyfile(tokenizer_dir / fname, tmp / fname)
         _write_weights(tmp, config, seed, progress, num_shards)
+        # The builder's pid only helps debugging (and tests): it says which process built it.
+        marker = marker | {"builder_pid": os.getpid()}
         (tmp / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         _swap_into_place(tmp, dest)
     except BaseException:

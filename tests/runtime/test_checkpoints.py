@@ -38,6 +38,11 @@ def tiny(cache) -> Path:
     return ck.resolve_model(None, cache_dir=cache)
 
 
+@pytest.fixture(scope="module")
+def tiny_tensors(tiny) -> dict[str, torch.Tensor]:
+    return load_all(tiny)
+
+
 def hand_written_names(cfg: dict) -> dict[str, tuple[int, ...]]:
     """The M1 layout spelled out independently of expected_tensors()."""
     hd, v, h, kv, d = (
@@ -76,8 +81,8 @@ def hand_written_names(cfg: dict) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def check_layout(path: Path, cfg: dict) -> dict[str, torch.Tensor]:
-    tensors = load_all(path)
+def check_layout(path: Path, cfg: dict, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    tensors = load_all(path) if tensors is None else tensors
     want = hand_written_names(cfg)
     assert set(tensors) == set(want)
     for name, shape in want.items():
@@ -90,13 +95,12 @@ def check_layout(path: Path, cfg: dict) -> dict[str, torch.Tensor]:
             assert name in f.keys()
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     assert index["metadata"]["total_size"] == total
-    return tensors
 
 
-def test_tiny_preset_layout(tiny):
+def test_tiny_preset_layout(tiny, tiny_tensors):
     cfg = ck.preset_config("tiny-m1")
     assert tiny.name.startswith("tiny-m1-") and ck.is_complete(tiny)
-    check_layout(tiny, cfg)
+    check_layout(tiny, cfg, tiny_tensors)
     assert len(list(tiny.glob("model-*-of-*.safetensors"))) >= 2  # really sharded
     assert json.loads((tiny / "config.json").read_text()) == cfg
     for fname in ck.TOKENIZER_FILES:
@@ -104,8 +108,8 @@ def test_tiny_preset_layout(tiny):
     ck.check_model_dir(tiny)
 
 
-def test_norms_are_near_one_and_matrices_have_init_std(tiny):
-    tensors = load_all(tiny)
+def test_norms_are_near_one_and_matrices_have_init_std(tiny_tensors):
+    tensors = tiny_tensors
     norm = tensors["model.layers.0.input_layernorm.weight"]
     assert 0.9 < norm.mean().item() < 1.1 and 0.05 < norm.std().item() < 0.15
     emb = tensors["model.embed_tokens.weight"]
@@ -186,36 +190,45 @@ def test_builds_write_nothing_to_stdout(tmp_path, capfd):
 
 
 def test_concurrent_builds_from_two_processes(tmp_path):
+    # Each child announces itself, then waits for the other, so both call ensure_checkpoint at
+    # about the same moment and really contend for the lock.
     script = textwrap.dedent(
         f"""
-        import sys
+        import json, os, sys, time
+        from pathlib import Path
         from runtime import checkpoints as ck
+        cache, me = Path(sys.argv[1]), sys.argv[2]
+        (cache / f"ready-{{me}}").touch()
+        while len(list(cache.glob("ready-*"))) < 2:
+            time.sleep(0.01)
         cfg = ck.preset_config("tiny-m1")
         cfg.update({SMALL!r})
-        path = ck.ensure_checkpoint("race", cfg, cache_dir=sys.argv[1], progress=False)
-        print(path)
+        path = ck.ensure_checkpoint("race", cfg, cache_dir=cache, progress=False)
+        built = json.loads((path / ".complete").read_text())["builder_pid"] == os.getpid()
+        print(path, built)
         """
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path)],
+            [sys.executable, "-c", script, str(tmp_path), str(n)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for n in range(2)
     ]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
-    paths = {out.strip() for out, _ in results}
-    assert len(paths) == 1
-    path = Path(paths.pop())
+    outs = [out.split() for out, _ in results]
+    assert outs[0][0] == outs[1][0]
+    assert sorted(built for _, built in outs) == ["False", "True"]  # built once, reused once
+    path = Path(outs[0][0])
     assert ck.is_complete(path)
     check_layout(path, json.loads((path / "config.json").read_text()))
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and "tmp" in p.name]
     assert leftovers == []
-    assert [p for p in tmp_path.iterdir() if not p.name.startswith(".")] == [path]
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == [path]
 
 
 # --- resolve_model errors
@@ -311,8 +324,8 @@ def moe(h, t, p, cfg):
     return out
 
 
-def test_random_tiny_model_forward_is_sane(tiny):
-    cfg, t = ck.preset_config("tiny-m1"), load_all(tiny)
+def test_random_tiny_model_forward_is_sane(tiny_tensors):
+    cfg, t = ck.preset_config("tiny-m1"), tiny_tensors
     eps = cfg["rms_norm_eps"]
     ids = torch.randint(0, cfg["vocab_size"], (48,), generator=torch.Generator().manual_seed(0))
     x = t["model.embed_tokens.weight"][ids]

@@ -186,3 +186,16 @@ def test_openai_style_tool_calls_and_tool_result(tok):
         f"{BOS}tool name=tools\ntool name: wx\ntool result: sunny\n\n{EOS}\n"
         f"{BOS}ai name=assistant\n"
     )
+
+
+@pytest.mark.slow
+def test_vllm_get_tokenizer_loads_it():
+    pytest.importorskip("vllm")
+    from vllm.tokenizers import get_tokenizer
+
+    tok = get_tokenizer(str(TINY_DIR))
+    assert len(tok) == 8192 and tok.eos_token_id == 2
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert rendered.endswith(f"{BOS}ai name=assistant\n")
