@@ -1,0 +1,183 @@
+"""Build the MCP server and run it over stdio, SSE or Streamable HTTP.
+
+The engine belongs to `serve()`, not to the MCP lifespan: the SDK enters the lifespan once per
+SSE connection, and the engine must outlive connections. The lifespan only makes sure loading
+has begun (on stdio that happens inside the transport, after stdout has been diverted away from
+the wire, so engine processes inherit a stdout that cannot corrupt the stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from m1_mcp import prompts, resources
+from m1_mcp.auth import BearerTokenMiddleware
+from m1_mcp.settings import Settings
+from m1_mcp.tools import chat, code_review, documents, reasoning
+from m1_mcp.tools.common import App
+from runtime.engine import Engine, EngineConfig
+
+log = logging.getLogger("m1.server")
+
+INSTRUCTIONS = (
+    "Tools backed by a MiniMax-M1 model served by an embedded vLLM engine: solve_problem and "
+    "practice_problems (math), analyze_document (summary | qa | insights, long documents "
+    "map-reduced), review_code and suggest_improvements (code), chat (function calling). "
+    "Resources m1://model and m1://stats describe the model and the live load."
+)
+
+
+def engine_config(s: Settings) -> EngineConfig:
+    return EngineConfig(
+        model=s.model,
+        cache_dir=s.cache_dir,
+        dtype=s.dtype,
+        max_model_len=s.max_model_len,
+        tensor_parallel_size=s.tensor_parallel_size,
+        memory_fraction=s.memory_fraction,
+        kv_cache_gib=s.kv_cache_gib,
+        enforce_eager=s.enforce_eager,
+        max_concurrent=s.max_concurrent,
+        max_queue=s.max_queue,
+        log_level=s.log_level,
+    )
+
+
+def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCPServer:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[App]:
+        on_session()
+        yield app
+
+    server = MCPServer(
+        "m1-mcp",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        lifespan=lifespan,
+        log_level=app.settings.log_level,
+    )
+    for module in (reasoning, documents, code_review, chat):
+        module.register(server, app)
+    prompts.register(server)
+    resources.register(server, app)
+    return server
+
+
+def transport_security(s: Settings) -> TransportSecuritySettings:
+    # DNS-rebinding protection stays on whatever the bind address; extra hosts are opt-in.
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *s.allowed_hosts]
+    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def http_app(server: MCPServer, s: Settings) -> Any:
+    security = transport_security(s)
+    if s.transport == "sse":
+        asgi = server.sse_app(transport_security=security, host=s.host)
+    else:
+        asgi = server.streamable_http_app(transport_security=security, host=s.host)
+    return BearerTokenMiddleware(asgi, s.auth_token) if s.auth_token else asgi
+
+
+def endpoint(s: Settings, port: int | None = None) -> str:
+    path = "/sse" if s.transport == "sse" else "/mcp"
+    return f"http://{s.host}:{port or s.port}{path}"
+
+
+async def serve(settings: Settings) -> None:
+    """Run until the transport ends (stdin EOF), SIGINT or SIGTERM; then stop the engine."""
+    engine = Engine(engine_config(settings))
+    app = App(settings=settings, engine=engine)
+    async with anyio.create_task_group() as tg:
+        started = False
+
+        def start_engine() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                tg.start_soon(engine.start)
+
+        server = build_server(app, on_session=start_engine)
+        stop = anyio.Event()
+        tg.start_soon(_watch_signals, stop)
+        try:
+            async with anyio.create_task_group() as inner:
+
+                async def stopper() -> None:
+                    await stop.wait()
+                    inner.cancel_scope.cancel()
+
+                if settings.transport == "stdio":
+                    inner.start_soon(stopper)
+                    log.info("m1-mcp: serving MCP over stdio")
+                    await server.run_stdio_async()
+                else:
+                    start_engine()  # no stdout to protect: load at once
+                    await _run_http(server, settings, stop)
+                inner.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                log.info("m1-mcp: shutting down")
+                await engine.stop()
+            tg.cancel_scope.cancel()
+
+
+async def _watch_signals(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("m1-mcp: received %s", signal.Signals(signum).name)
+            stop.set()
+
+
+async def _run_http(server: MCPServer, s: Settings, stop: anyio.Event) -> None:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        # Signals are ours (see _watch_signals): uvicorn must not re-raise them after its
+        # shutdown, which would kill the process before the engine stops.
+        def capture_signals(self):  # type: ignore[override]
+            from contextlib import nullcontext
+
+            return nullcontext()
+
+    config = uvicorn.Config(
+        http_app(server, s),
+        host=s.host,
+        port=s.port,
+        log_level=s.log_level.lower(),
+        lifespan="on",
+        access_log=False,
+    )
+    uv = _Server(config)
+
+    async def announce() -> None:
+        while not uv.started:
+            await anyio.sleep(0.05)
+        port = s.port
+        for srv in getattr(uv, "servers", []):
+            for sock in srv.sockets:
+                port = sock.getsockname()[1]
+        # The exact line tests and users look for; on stderr like every other message.
+        sys.stderr.write(f"m1-mcp: listening on {endpoint(s, port)} ({s.transport})\n")
+        sys.stderr.flush()
+
+    async def exit_on_stop() -> None:
+        await stop.wait()
+        uv.should_exit = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(announce)
+        tg.start_soon(exit_on_stop)
+        await uv.serve()
+        tg.cancel_scope.cancel()

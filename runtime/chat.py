@@ -1,0 +1,189 @@
+"""MiniMax-M1's chat format: render messages and tools, parse what the model writes.
+
+This is the one place the format lives. It renders the same text as the chat template in the
+tiny tokenizer (scripts/build_tiny_tokenizer.py) for the messages it accepts; a test checks that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+BOD = "<begin_of_document>"
+BOS = "<beginning_of_sentence>"
+EOS = "<end_of_sentence>"
+GENERATION_PROMPT = f"{BOS}ai name=assistant\n"
+
+TOOLS_PREAMBLE = "You are provided with these tools:\n<tools>\n"
+TOOLS_INSTRUCTIONS = (
+    "</tools>\n\nIf you need to call tools, please respond with <tool_calls></tool_calls> XML "
+    "tags, and provide tool-name and json-object of arguments, following the format below:\n"
+    '<tool_calls>\n{"name": <tool-name-1>, "arguments": <args-json-object-1>}\n...\n</tool_calls>'
+)
+
+
+class ToolCall(BaseModel):
+    name: str = Field(description="Name of the tool to call")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Arguments as JSON")
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    name: str | None = Field(None, description="For role 'tool': which tool produced the result")
+    tool_calls: list[ToolCall] | None = Field(None, description="For role 'assistant'")
+
+
+def _dumps(value: Any) -> str:
+    # Same spacing as the Jinja `tojson` filter used by the tokenizer's chat template.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render(
+    messages: list[Message],
+    tools: list[dict[str, Any]] | None = None,
+    add_generation_prompt: bool = True,
+    thinking: bool | None = None,
+) -> str:
+    """Render a conversation as M1 prompt text (special tokens written as text).
+
+    `thinking=True` opens a `<think>` block for the model; `False` writes an empty one so the
+    answer starts at once; `None` leaves the choice to the model.
+    """
+    parts = [BOD]
+    system = "".join(m.content for m in messages if m.role == "system")
+    if system:
+        parts.append(f"{BOS}system ai_setting=assistant\n{system}{EOS}\n")
+    if tools:
+        listed = "".join(_dumps(t) + "\n" for t in tools)
+        parts.append(
+            f"{BOS}system tool_setting=tools\n{TOOLS_PREAMBLE}{listed}{TOOLS_INSTRUCTIONS}{EOS}\n"
+        )
+    for m in messages:
+        if m.role == "user":
+            parts.append(f"{BOS}user name=user\n{m.content}{EOS}\n")
+        elif m.role == "assistant":
+            text = m.content
+            if m.tool_calls:
+                if text and not text.endswith("\n"):
+                    text += "\n"
+                calls = "".join(
+                    '{"name": ' + _dumps(c.name) + ', "arguments": ' + _dumps(c.arguments) + "}\n"
+                    for c in m.tool_calls
+                )
+                text += f"<tool_calls>\n{calls}</tool_calls>"
+            parts.append(f"{GENERATION_PROMPT}{text}{EOS}\n")
+        elif m.role == "tool":
+            parts.append(
+                f"{BOS}tool name=tools\ntool name: {m.name or ''}\n"
+                f"tool result: {m.content}\n\n{EOS}\n"
+            )
+    if add_generation_prompt:
+        parts.append(GENERATION_PROMPT)
+        if thinking is True:
+            parts.append("<think>\n")
+        elif thinking is False:
+            parts.append("<think>\n\n</think>\n\n")
+    return "".join(parts)
+
+
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+def split_reasoning(text: str, prompt_opened_think: bool = False) -> tuple[str, str]:
+    """Split generated text into (reasoning, answer).
+
+    `prompt_opened_think` says the prompt already ended with `<think>`, so the text starts inside
+    the reasoning. A reasoning block that never closes (budget ran out) is all reasoning.
+    """
+    if prompt_opened_think:
+        text = _THINK_OPEN + text
+    stripped = text.lstrip()
+    if not stripped.startswith(_THINK_OPEN):
+        return "", text.strip()
+    body = stripped[len(_THINK_OPEN) :]
+    end = body.find(_THINK_CLOSE)
+    if end < 0:
+        return body.strip(), ""
+    return body[:end].strip(), body[end + len(_THINK_CLOSE) :].strip()
+
+
+@dataclass
+class ParsedToolCalls:
+    calls: list[ToolCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one sentence per malformed line
+    content: str = ""  # the answer with the <tool_calls> blocks taken out
+
+
+_TOOL_BLOCK = re.compile(r"<tool_calls>(.*?)(?:</tool_calls>|$)", re.DOTALL)
+
+
+def parse_tool_calls(answer: str) -> ParsedToolCalls:
+    """Parse `<tool_calls>` blocks (one JSON object a line) out of an answer.
+
+    Pass the answer only (after `split_reasoning`): calls inside `<think>` are not calls.
+    A malformed line is reported in `errors`, never dropped silently.
+    """
+    result = ParsedToolCalls()
+    for block in _TOOL_BLOCK.finditer(answer):
+        for number, raw in enumerate(block.group(1).splitlines(), start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                result.errors.append(
+                    f"tool call line {number} is not JSON ({exc.msg}): {line[:200]}"
+                )
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+                result.errors.append(f"tool call line {number} has no string 'name': {line[:200]}")
+                continue
+            args = obj.get("arguments", {})
+            if isinstance(args, str):  # some models double-encode the arguments
+                try:
+                    args = json.loads(args)
+                except json.JSONDecodeError:
+                    pass
+            if not isinstance(args, dict):
+                result.errors.append(
+                    f"tool call line {number} has 'arguments' that is not an object: {line[:200]}"
+                )
+                continue
+            result.calls.append(ToolCall(name=obj["name"], arguments=args))
+    result.content = _TOOL_BLOCK.sub("", answer).strip()
+    return result
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The content of the last `\boxed{...}` in text, braces balanced; None if there is none."""
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        i = start + len("\\boxed{")
+        depth = 1
+        for j in range(i, len(text)):
+            ch = text[j]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[i:j].strip()
+        # Unbalanced (cut off by the budget): try an earlier one.
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def final_answer(text: str) -> str:
+    r"""`\boxed{}` content if present, else the last non-empty line."""
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

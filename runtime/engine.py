@@ -1,0 +1,529 @@
+"""The engine: one vLLM `AsyncLLM`, admission control, M1 chat rendering and parsing.
+
+Callers hand in a `GenerationRequest` (messages, sampling, budget, optional JSON schema) and get
+a `Generation` back. The engine knows nothing about MCP; tools know nothing about vLLM.
+
+Start-up runs in a worker thread (building `AsyncLLM` blocks for tens of seconds while the engine
+process loads weights), so the caller's event loop keeps answering while the model loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from runtime import chat
+from runtime.chat import Message, ToolCall
+
+log = logging.getLogger("m1.engine")
+
+State = Literal["stopped", "loading", "ready", "failed", "stopping"]
+
+
+class EngineError(RuntimeError):
+    """Base class: a request the engine could not serve; the message says why."""
+
+
+class EngineBusy(EngineError):
+    pass
+
+
+class EngineNotReady(EngineError):
+    pass
+
+
+class PromptTooLong(EngineError):
+    pass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str | None = None  # preset name or checkpoint dir; None is the embedded default
+    cache_dir: Path | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = 8192
+    tensor_parallel_size: int = 1
+    memory_fraction: float = 0.3
+    kv_cache_gib: float | None = None
+    enforce_eager: bool = True
+    max_concurrent: int = 8
+    max_queue: int = 32
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0  # M1's recommended sampling
+    top_p: float = 0.95
+    seed: int | None = None
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[Message]
+    max_tokens: int = 512
+    tools: list[dict[str, Any]] | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    json_schema: dict[str, Any] | None = None
+    # True: start inside <think>; False: skip reasoning; None: the model decides.
+    # A JSON schema always turns thinking off, since the grammar holds from the first token.
+    thinking: bool | None = None
+
+
+@dataclass
+class Progress:
+    phase: Literal["loading", "queued", "generating"]
+    tokens: int = 0
+    max_tokens: int = 0
+    tail: str = ""
+    message: str = ""
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass
+class Generation:
+    text: str  # the answer, reasoning and tool-call blocks taken out
+    reasoning: str
+    raw_text: str
+    tool_calls: list[ToolCall]
+    tool_call_errors: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length" | "abort"
+    queue_s: float  # waiting for an admission slot
+    engine_s: float  # from handing the request to vLLM until its last output
+    total_s: float
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    rejected_busy: int = 0
+    running: int = 0
+    queued: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _prepare_vllm_environment(config: EngineConfig) -> None:
+    # vLLM reads these at import time, in this process and in the engine processes it spawns:
+    # logs must never reach stdout (it carries MCP's stdio stream).
+    os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", config.log_level)
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+    # Forking a process that runs an event loop and threads is unsafe; spawn is clean.
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    if config.kv_cache_gib is not None:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(config.kv_cache_gib)))
+
+
+def _child_processes() -> list[Any]:
+    import psutil  # a vLLM dependency
+
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _terminate_children(grace_s: float = 5.0) -> None:
+    """End the engine processes this process started, by pid: first politely, then for sure."""
+    import psutil
+
+    children = _child_processes()
+    for proc in children:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.state: State = "stopped"
+        self.error: str | None = None
+        self.model_dir: Path | None = None
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._max_model_len: int = config.max_model_len or 0
+        self._ready = anyio.Event()
+        self._done_loading = threading.Event()
+        self._load_started = 0.0
+        self._load_s: float | None = None
+        self._slots = anyio.Semaphore(config.max_concurrent)
+        self._counters = _Counters()
+        self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) for tokens/s
+        self._info: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Load the model; returns when ready or failed. Run it as a background task."""
+        if self.state != "stopped":
+            return
+        self.state = "loading"
+        self._load_started = time.monotonic()
+        log.info("engine: loading model %s", self.config.model or "(embedded default)")
+        try:
+            # abandon_on_cancel: shutdown must not wait on a thread stuck in vLLM's handshake;
+            # stop() ends that thread's engine processes instead.
+            await anyio.to_thread.run_sync(self._build, abandon_on_cancel=True)
+        except Exception as exc:  # a load failure must not kill the server: report it
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "failed"
+            log.exception("engine: failed to start")
+            return
+        finally:
+            self._ready.set()
+        if self.state == "loading":
+            self.state = "ready"
+            self._load_s = time.monotonic() - self._load_started
+            log.info("engine: ready in %.1f s", self._load_s)
+
+    def _build(self) -> None:
+        try:
+            _prepare_vllm_environment(self.config)
+            from runtime.checkpoints import resolve_model
+
+            self.model_dir = Path(resolve_model(self.config.model, self.config.cache_dir))
+            if self.state != "loading":
+                return
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.platforms import current_platform
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            dtype = self.config.dtype
+            if dtype == "auto":
+                # bfloat16 kills the CPU worker (SIGILL) on common x86 machines.
+                dtype = "float32" if current_platform.is_cpu() else "bfloat16"
+            args = AsyncEngineArgs(
+                model=str(self.model_dir),
+                dtype=dtype,
+                max_model_len=self.config.max_model_len,
+                tensor_parallel_size=self.config.tensor_parallel_size,
+                gpu_memory_utilization=self.config.memory_fraction,
+                enforce_eager=self.config.enforce_eager,
+                max_num_seqs=max(self.config.max_concurrent, 1),
+                disable_log_stats=True,
+                enable_prefix_caching=False,
+            )
+            llm = AsyncLLM.from_engine_args(args)
+            if self.state != "loading":  # stop() came while we were loading
+                llm.shutdown()
+                return
+            self._llm = llm
+            self._tokenizer = llm.get_tokenizer()
+            model_config = llm.model_config
+            self._max_model_len = int(model_config.max_model_len)
+            self._info = self._describe(model_config, dtype, current_platform)
+        finally:
+            self._done_loading.set()
+
+    def _describe(self, model_config: Any, dtype: str, platform: Any) -> dict[str, Any]:
+        import vllm
+
+        hf = model_config.hf_config
+        types = list(getattr(hf, "attn_type_list", []) or [])
+        return {
+            "model_dir": str(self.model_dir),
+            "architecture": (getattr(hf, "architectures", None) or ["?"])[0],
+            "model_type": getattr(hf, "model_type", "?"),
+            "hidden_size": getattr(hf, "hidden_size", None),
+            "num_layers": getattr(hf, "num_hidden_layers", None),
+            "linear_attention_layers": types.count(0),
+            "softmax_attention_layers": types.count(1),
+            "num_experts": getattr(hf, "num_local_experts", None),
+            "experts_per_token": getattr(hf, "num_experts_per_tok", None),
+            "vocab_size": getattr(hf, "vocab_size", None),
+            "context_length": int(model_config.max_model_len),
+            "dtype": dtype,
+            "device": str(platform.device_type),
+            "tensor_parallel_size": self.config.tensor_parallel_size,
+            "vllm_version": vllm.__version__,
+        }
+
+    async def stop(self) -> None:
+        """Shut vLLM down and make sure no engine process outlives us. Safe to call twice."""
+        if self.state in ("stopped", "stopping"):
+            return
+        was_loading = self.state == "loading"
+        self.state = "stopping"
+        with anyio.CancelScope(shield=True):
+            if was_loading:
+                # Give a nearly finished load a moment, then end its engine processes so the
+                # loader thread's handshake fails and the thread returns.
+                await anyio.to_thread.run_sync(self._done_loading.wait, 3.0)
+                if not self._done_loading.is_set():
+                    await anyio.to_thread.run_sync(_terminate_children, 5.0)
+                    await anyio.to_thread.run_sync(self._done_loading.wait, 10.0)
+            llm, self._llm = self._llm, None
+            if llm is not None:
+                try:
+                    await anyio.to_thread.run_sync(llm.shutdown)
+                except Exception:
+                    log.exception("engine: error during vLLM shutdown")
+            # Anything still alive (a stuck shutdown) is ended here, by pid.
+            await anyio.to_thread.run_sync(_terminate_children, 5.0)
+        self.state = "stopped"
+        self._ready.set()
+        log.info("engine: stopped")
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    async def wait_ready(
+        self, on_progress: ProgressCallback | None = None, timeout_s: float = 600.0
+    ) -> None:
+        """Wait for the model to load, reporting progress every second or so."""
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.is_set():
+            if on_progress is not None:
+                waited = time.monotonic() - self._load_started if self._load_started else 0.0
+                await on_progress(
+                    Progress(phase="loading", message=f"loading the model ({waited:.0f} s so far)")
+                )
+            if time.monotonic() > deadline:
+                raise EngineNotReady(
+                    f"the model is still loading after {timeout_s:.0f} s; try again later"
+                )
+            with anyio.move_on_after(1.0):
+                await self._ready.wait()
+        if self.state == "failed":
+            raise EngineNotReady(f"the model failed to load: {self.error}")
+        if self.state != "ready":
+            raise EngineNotReady(f"the engine is {self.state}")
+
+    # ---------------------------------------------------------------- tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def encode(self, text: str) -> list[int]:
+        if self._tokenizer is None:
+            raise EngineNotReady("the tokenizer is not loaded yet")
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        if self._tokenizer is None:
+            raise EngineNotReady("the tokenizer is not loaded yet")
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    # ---------------------------------------------------------------- info and stats
+
+    def info(self) -> dict[str, Any]:
+        base = {"state": self.state, "model": self.config.model or "tiny-m1"}
+        if self.error:
+            base["error"] = self.error
+        if self._load_s is not None:
+            base["load_seconds"] = round(self._load_s, 2)
+        return base | self._info
+
+    def stats(self) -> dict[str, Any]:
+        c = self._counters
+        now = time.monotonic()
+        self._trim(now)
+        window = 10.0
+        recent = sum(n for _, n in self._recent)
+        unfinished = 0
+        if self._llm is not None:
+            try:
+                unfinished = int(self._llm.get_num_unfinished_requests())
+            except Exception:
+                unfinished = -1
+        return {
+            "state": self.state,
+            "requests": c.requests,
+            "completed": c.completed,
+            "failed": c.failed,
+            "cancelled": c.cancelled,
+            "rejected_busy": c.rejected_busy,
+            "in_flight": c.running,
+            "queued": c.queued,
+            "engine_unfinished_requests": unfinished,
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "tokens_per_s": round(recent / window, 2),
+            "max_concurrent": self.config.max_concurrent,
+            "max_queue": self.config.max_queue,
+        }
+
+    def _trim(self, now: float) -> None:
+        while self._recent and now - self._recent[0][0] > 10.0:
+            self._recent.popleft()
+
+    # ---------------------------------------------------------------- generation
+
+    def render_messages(self, messages: list[Message]) -> str:
+        """The prompt text for messages alone (thinking off), e.g. to measure its overhead."""
+        return chat.render(messages, thinking=False)
+
+    def render(self, request: GenerationRequest) -> str:
+        thinking = False if request.json_schema is not None else request.thinking
+        return chat.render(request.messages, request.tools, thinking=thinking)
+
+    async def generate(
+        self, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> Generation:
+        """Run one request. Cancelling the calling task aborts the vLLM request."""
+        if self.state != "ready":
+            raise EngineNotReady(f"the engine is {self.state}; wait for it to be ready")
+        c = self._counters
+        started = time.monotonic()
+        if self._slots.value == 0 and c.queued >= self.config.max_queue:
+            c.rejected_busy += 1
+            raise EngineBusy(
+                f"server busy: {c.running} generations running and {c.queued} waiting "
+                f"(limits {self.config.max_concurrent} and {self.config.max_queue}); retry later"
+            )
+        c.requests += 1
+        c.queued += 1
+        try:
+            if self._slots.value == 0 and on_progress is not None:
+                await on_progress(Progress(phase="queued", message="waiting for a free slot"))
+            await self._slots.acquire()
+        except BaseException:
+            c.queued -= 1
+            c.cancelled += 1
+            raise
+        c.queued -= 1
+        c.running += 1
+        queue_s = time.monotonic() - started
+        try:
+            result = await self._run(request, on_progress, queue_s, started)
+        except anyio.get_cancelled_exc_class():
+            c.cancelled += 1
+            raise
+        except Exception:
+            c.failed += 1
+            raise
+        finally:
+            c.running -= 1
+            self._slots.release()
+        c.completed += 1
+        return result
+
+    async def _run(
+        self,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+        queue_s: float,
+        started: float,
+    ) -> Generation:
+        from vllm.inputs.engine import tokens_input
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+        prompt = self.render(request)
+        prompt_ids = await anyio.to_thread.run_sync(self.encode, prompt)
+        room = self._max_model_len - len(prompt_ids)
+        if room < 1:
+            raise PromptTooLong(
+                f"the input is {len(prompt_ids)} tokens but the context holds "
+                f"{self._max_model_len}; shorten it"
+            )
+        if request.json_schema is not None and room < request.max_tokens:
+            # A cut-off JSON document is worse than a clear error.
+            raise PromptTooLong(
+                f"the input is {len(prompt_ids)} tokens, which leaves {room} of the "
+                f"{request.max_tokens} tokens the structured answer may need; shorten it"
+            )
+        max_tokens = max(1, min(request.max_tokens, room))
+        structured = None
+        if request.json_schema is not None:
+            structured = StructuredOutputsParams(
+                json=request.json_schema, disable_any_whitespace=True
+            )
+        params = SamplingParams(
+            temperature=request.sampling.temperature,
+            top_p=request.sampling.top_p,
+            seed=request.sampling.seed,
+            max_tokens=max_tokens,
+            structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        request_id = f"m1-{uuid.uuid4().hex[:16]}"
+        self._counters.prompt_tokens += len(prompt_ids)
+
+        pieces: list[str] = []
+        n_tokens = 0
+        finish = "abort"
+        finished = False
+        last_report = 0.0
+        engine_start = time.monotonic()
+        try:
+            stream = self._llm.generate(tokens_input(prompt_ids), params, request_id)
+            async for out in stream:
+                completion = out.outputs[0]
+                pieces.append(completion.text)
+                new = len(completion.token_ids)
+                n_tokens += new
+                self._counters.completion_tokens += new
+                now = time.monotonic()
+                self._recent.append((now, new))
+                if out.finished:
+                    finished = True
+                    finish = completion.finish_reason or "stop"
+                if on_progress is not None and (now - last_report >= 0.25 or out.finished):
+                    last_report = now
+                    tail = "".join(pieces)[-80:]
+                    await on_progress(
+                        Progress("generating", n_tokens, max_tokens, tail=tail.replace("\n", " "))
+                    )
+        finally:
+            if not finished and self._llm is not None:
+                # vLLM aborts on cancellation too, but its abort awaits inside a cancelled scope
+                # and may itself be cancelled; shield ours so the engine really drops the request.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._llm.abort(request_id)
+                    except Exception:
+                        log.debug("abort of %s failed", request_id, exc_info=True)
+        engine_s = time.monotonic() - engine_start
+        raw = "".join(pieces)
+        opened_think = request.json_schema is None and request.thinking is True
+        reasoning, answer = chat.split_reasoning(raw, prompt_opened_think=opened_think)
+        calls = chat.ParsedToolCalls(content=answer)
+        if request.tools:
+            calls = chat.parse_tool_calls(answer)
+        return Generation(
+            text=calls.content if request.json_schema is None else answer,
+            reasoning=reasoning,
+            raw_text=raw,
+            tool_calls=calls.calls,
+            tool_call_errors=calls.errors,
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=n_tokens,
+            finish_reason=finish,
+            queue_s=queue_s,
+            engine_s=engine_s,
+            total_s=time.monotonic() - started,
+        )
