@@ -9,6 +9,7 @@ process loads weights), so the caller's event loop keeps answering while the mod
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -213,6 +214,7 @@ class Engine:
             self.model_dir = Path(resolve_model(self.config.model, self.config.cache_dir))
             if self.state != "loading":
                 return
+            from vllm.config import StructuredOutputsConfig
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.platforms import current_platform
             from vllm.v1.engine.async_llm import AsyncLLM
@@ -231,6 +233,11 @@ class Engine:
                 max_num_seqs=max(self.config.max_concurrent, 1),
                 disable_log_stats=True,
                 enable_prefix_caching=False,
+                # Compact JSON: without this a random-weight model fills the allowed
+                # whitespace and runs out of budget before the document closes.
+                structured_outputs_config=StructuredOutputsConfig(
+                    backend="xgrammar", disable_any_whitespace=True
+                ),
             )
             llm = AsyncLLM.from_engine_args(args)
             if self.state != "loading":  # stop() came while we were loading
@@ -287,6 +294,10 @@ class Engine:
                     await anyio.to_thread.run_sync(llm.shutdown)
                 except Exception:
                     log.exception("engine: error during vLLM shutdown")
+                # AsyncLLM.__del__ shuts down again; let it run now, not during interpreter
+                # teardown when the modules it needs are already gone.
+                del llm
+                gc.collect()
             # Anything still alive (a stuck shutdown) is ended here, by pid.
             await anyio.to_thread.run_sync(_terminate_children, 5.0)
         self.state = "stopped"
@@ -459,9 +470,7 @@ class Engine:
         max_tokens = max(1, min(request.max_tokens, room))
         structured = None
         if request.json_schema is not None:
-            structured = StructuredOutputsParams(
-                json=request.json_schema, disable_any_whitespace=True
-            )
+            structured = StructuredOutputsParams(json=request.json_schema)
         params = SamplingParams(
             temperature=request.sampling.temperature,
             top_p=request.sampling.top_p,
