@@ -131,10 +131,8 @@ def parse_tool_calls(answer: str) -> ParsedToolCalls:
     """
     result = ParsedToolCalls()
     for block in _TOOL_BLOCK.finditer(answer):
-        for number, raw in enumerate(block.group(1).splitlines(), start=1):
-            line = raw.strip()
-            if not line:
-                continue
+        lines = [raw.strip() for raw in block.group(1).splitlines() if raw.strip()]
+        for number, line in enumerate(lines, start=1):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -31,8 +31,8 @@ class Solution(BaseModel):
 
 
 class PracticeProblem(BaseModel):
-    problem: str = Field(max_length=400, description="The problem statement")
-    answer: str = Field(max_length=120, description="Its final answer")
+    problem: str = Field(max_length=240, description="The problem statement")
+    answer: str = Field(max_length=80, description="Its final answer")
 
 
 class PracticeSet(BaseModel):
@@ -43,7 +43,7 @@ class PracticeSet(BaseModel):
 
 
 class _PracticePayload(BaseModel):
-    problems: list[PracticeProblem] = Field(max_length=10)
+    problems: list[PracticeProblem] = Field(max_length=8)
 
 
 def register(server: MCPServer, app: App) -> None:
@@ -85,7 +85,7 @@ def register(server: MCPServer, app: App) -> None:
     async def practice_problems(
         topic: Annotated[str, Field(min_length=1, max_length=200)],
         difficulty: prompts.Difficulty = "medium",
-        count: Annotated[int, Field(ge=1, le=10)] = 3,
+        count: Annotated[int, Field(ge=1, le=8)] = 3,
         ctx: Context | None = None,
     ) -> PracticeSet:
         report = Reporter(ctx)
