@@ -38,7 +38,7 @@ class Settings(BaseModel):
         "auto", description="Weights/activations dtype; 'auto' is float32 on CPU, bfloat16 on GPU"
     )
     max_model_len: int | None = Field(
-        8192, ge=256, le=10_240_000, description="Context length (prompt + output) in tokens"
+        32768, ge=256, le=10_240_000, description="Context length (prompt + output) in tokens"
     )
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="Tensor-parallel ranks")
     memory_fraction: float = Field(

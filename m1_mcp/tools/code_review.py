@@ -27,13 +27,13 @@ class Finding(BaseModel):
     severity: Severity
     category: Category
     line: int | None = Field(description="1-based line number, null when not known", ge=1)
-    message: str = Field(max_length=240, description="What is wrong")
-    suggestion: str = Field(max_length=240, description="How to fix it")
+    message: str = Field(max_length=160, description="What is wrong")
+    suggestion: str = Field(max_length=160, description="How to fix it")
 
 
 class _ReviewPayload(BaseModel):
-    summary: str = Field(max_length=400)
-    findings: list[Finding] = Field(max_length=6)
+    summary: str = Field(max_length=300)
+    findings: list[Finding] = Field(max_length=5)
 
 
 class Review(BaseModel):

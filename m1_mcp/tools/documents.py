@@ -28,31 +28,31 @@ from m1_mcp.tools.common import (
 )
 from runtime.engine import Generation
 
-Item = Annotated[str, Field(max_length=160)]
+Item = Annotated[str, Field(max_length=120)]
 
 
 class DocSummary(BaseModel):
-    executive_summary: str = Field(max_length=400, description="A few sentences for a busy reader")
-    key_points: list[Item] = Field(max_length=6)
-    details: list[Item] = Field(max_length=5)
-    conclusions: list[Item] = Field(max_length=4)
+    executive_summary: str = Field(max_length=300, description="A few sentences for a busy reader")
+    key_points: list[Item] = Field(max_length=5)
+    details: list[Item] = Field(max_length=4)
+    conclusions: list[Item] = Field(max_length=3)
 
 
 class QAPair(BaseModel):
-    question: str = Field(max_length=160)
-    answer: str = Field(max_length=240)
+    question: str = Field(max_length=120)
+    answer: str = Field(max_length=200)
 
 
 class DocQA(BaseModel):
-    qa_pairs: list[QAPair] = Field(max_length=6)
+    qa_pairs: list[QAPair] = Field(max_length=5)
 
 
 class DocInsights(BaseModel):
-    themes: list[Item] = Field(max_length=5)
-    insights: list[Item] = Field(max_length=5)
-    trends: list[Item] = Field(max_length=4)
-    implications: list[Item] = Field(max_length=4)
-    action_items: list[Item] = Field(max_length=5)
+    themes: list[Item] = Field(max_length=4)
+    insights: list[Item] = Field(max_length=4)
+    trends: list[Item] = Field(max_length=3)
+    implications: list[Item] = Field(max_length=3)
+    action_items: list[Item] = Field(max_length=4)
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {"summary": DocSummary, "qa": DocQA, "insights": DocInsights}

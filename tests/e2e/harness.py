@@ -1,0 +1,172 @@
+"""Start the real `m1-mcp serve` as a subprocess and check what it leaves behind.
+
+Shared by the e2e modules: each starts one server per transport (the engine takes ~30-60 s to
+start on 2 cores) and talks to it with the SDK's real clients.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import psutil
+
+M1_MCP = str(Path(sys.executable).parent / "m1-mcp")
+
+# Small limits so every tool call stays quick on the random-weight tiny model; the context is
+# just large enough for map-reduce over a document of a few chunks.
+TEST_ENV = {
+    "M1_MCP_MAX_MODEL_LEN": "14336",
+    "M1_MCP_DOC_CHUNK_TOKENS": "2048",
+    "M1_MCP_DOC_CHUNK_OVERLAP": "64",
+    "M1_MCP_MAX_CONCURRENT": "3",
+    "M1_MCP_MAX_QUEUE": "1",
+    "M1_MCP_DEFAULT_MAX_TOKENS": "32",
+    "M1_MCP_MAX_FILE_BYTES": "20000",
+    "M1_MCP_LOG_LEVEL": "INFO",
+}
+
+SAMPLE_CODE = "def mean(xs):\n    return sum(xs) / len(xs)\n"
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR", "LANG") if k in os.environ}
+    env.update(TEST_ENV)
+    env.update(extra)
+    return env
+
+
+def tool_calls(file_root: Path) -> dict[str, dict[str, Any]]:
+    """One cheap, valid call per tool."""
+    return {
+        "solve_problem": {"problem": "What is 17 * 3?", "max_tokens": 24},
+        "practice_problems": {"topic": "fractions", "difficulty": "easy", "count": 1},
+        "analyze_document": {"text": "The cat sat on the mat. It was warm.", "mode": "qa"},
+        "review_code": {"path": str(file_root / "mean.py"), "language": "python"},
+        "suggest_improvements": {"code": SAMPLE_CODE, "language": "python"},
+        "chat": {
+            "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
+            "max_tokens": 16,
+        },
+    }
+
+
+def make_file_root(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "mean.py").write_text(SAMPLE_CODE)
+    (root / "blob.bin").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    return root
+
+
+def check_result_against_schema(result: Any, output_schema: dict[str, Any] | None) -> None:
+    assert not result.is_error, result.content[0].text if result.content else result
+    assert output_schema is not None
+    assert result.structured_content is not None
+    jsonschema.validate(result.structured_content, output_schema)
+
+
+BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
+    ("review_code", {"code": ""}, "the code is empty"),
+    ("review_code", {"code": "x" * 400_001}, "at most 400000 characters"),
+    ("analyze_document", {"text": "hello", "mode": "poem"}, "'summary', 'qa' or 'insights'"),
+    ("analyze_document", {"text": "   \n  "}, "the text is empty"),
+    ("review_code", {"path": "/etc/passwd"}, "outside the allowed file roots"),
+    ("review_code", {"path": "blob.bin"}, "binary"),
+    ("review_code", {"code": "x = 1", "path": "mean.py"}, "not both"),
+    ("practice_problems", {"topic": "x", "count": 0}, "greater than or equal to 1"),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": "hi"}], "tools": [{"name": "bad name!"}]},
+        "should match pattern",
+    ),
+    (
+        "chat",
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "f", "parameters": {"type": "string"}}],
+        },
+        '"type": "object"',
+    ),
+    ("chat", {"messages": [{"role": "system", "content": "hi"}]}, "at least one 'user'"),
+]
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
+    """Pids still alive (zombies count as gone) after waiting up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.2)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class HttpServer:
+    """`m1-mcp serve --transport sse|streamable-http --port 0`, its stderr in a log file."""
+
+    def __init__(self, transport: str, log_path: Path, args: list[str], env: dict[str, str]):
+        self.transport = transport
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [M1_MCP, "serve", "--transport", transport, "--port", "0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env=env,
+        )
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(r"m1-mcp: listening on (\S+)", self.log_text())
+            if match:
+                return match.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start listening:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> tuple[int, list[int]]:
+        """Signal the server; return its exit code and any of its processes still alive."""
+        children = descendants(self.proc.pid)
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # our own child, by pid: the test then fails on the exit code
+            code = self.proc.wait()
+        self.log.close()
+        return code, wait_gone(children, timeout=10.0)
