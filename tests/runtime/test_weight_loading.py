@@ -1,0 +1,69 @@
+"""Plain `vllm.LLM(model=DIR)` finds the model through the plugin entry point, and refuses a
+checkpoint with missing or unknown tensors, naming them, instead of serving random holes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from runtime.checkpoints import INDEX_FILE, resolve_model
+
+pytestmark = pytest.mark.slow
+
+# A fresh interpreter that imports nothing of ours: only the entry point can register the model.
+LOAD = (
+    "import sys\n"
+    "from vllm import LLM\n"
+    "if __name__ == '__main__':\n"
+    "    LLM(model=sys.argv[1], dtype='float32', gpu_memory_utilization=0.05, max_model_len=512)\n"
+    "    print('LOADED')\n"
+)
+
+
+def _copy_with(tmp: Path, edit) -> Path:
+    """Copy the default checkpoint, then let `edit(tensors)` change one shard's tensors."""
+    src = resolve_model(None)
+    dest = tmp / "ckpt"
+    shutil.copytree(src, dest)
+    index = json.loads((dest / INDEX_FILE).read_text())
+    shard = dest / index["weight_map"]["model.layers.3.self_attn.norm.weight"]
+    tensors = load_file(shard)
+    edit(tensors)
+    save_file(tensors, shard)
+    index["weight_map"] = {
+        name: file for name, file in index["weight_map"].items() if name in tensors
+        or file != shard.name
+    }
+    index["weight_map"].update({name: shard.name for name in tensors})
+    (dest / INDEX_FILE).write_text(json.dumps(index))
+    return dest
+
+
+def _load(path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", LOAD, str(path)], cwd="/", text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def test_missing_and_unknown_tensors_are_named(tmp_path):
+    missing = _copy_with(tmp_path / "a", lambda t: t.pop("model.layers.3.self_attn.norm.weight"))
+    unknown = _copy_with(
+        tmp_path / "b",
+        lambda t: t.update({"model.layers.3.self_attn.bogus.weight": t[next(iter(t))].clone()}),
+    )
+    runs = {"missing": _load(missing), "unknown": _load(unknown)}
+    results = {name: run.communicate(timeout=600) for name, run in runs.items()}
+    for name, run in runs.items():
+        out, err = results[name]
+        assert run.returncode != 0 and "LOADED" not in out, f"{name}: loaded anyway"
+    assert "missing weights" in results["missing"][1]
+    assert "model.layers.3.self_attn.norm.weight" in results["missing"][1]
+    assert "no place in MiniMax-M1" in results["unknown"][1]
+    assert "model.layers.3.self_attn.bogus.weight" in results["unknown"][1]
