@@ -140,9 +140,19 @@ def _child_processes() -> list[Any]:
     import psutil  # a vLLM dependency
 
     try:
-        return psutil.Process().children(recursive=True)
+        children = psutil.Process().children(recursive=True)
     except psutil.Error:
         return []
+    # multiprocessing's resource tracker ignores SIGTERM by design and exits by itself when
+    # this process does; it holds no engine state.
+    kept = []
+    for proc in children:
+        try:
+            if "resource_tracker" not in " ".join(proc.cmdline()):
+                kept.append(proc)
+        except psutil.Error:
+            pass
+    return kept
 
 
 def _terminate_children(grace_s: float = 5.0) -> None:

@@ -1,0 +1,81 @@
+"""HTTP hardening without a model: bearer token, DNS-rebinding protection, a load failure.
+
+The server is pointed at a checkpoint directory that does not exist, so the engine fails at
+once and no model is loaded; the HTTP layer and the tool error path are what is under test.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.e2e import harness
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("auth")
+    srv = harness.HttpServer(
+        "streamable-http",
+        tmp / "server.log",
+        ["--model", str(tmp / "no-such-checkpoint")],
+        harness.server_env(M1_MCP_AUTH_TOKEN=TOKEN),
+    )
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+def _init_body() -> dict:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
+
+
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_requests_without_the_token_are_refused(server) -> None:
+    r = httpx2.post(server.url, json=_init_body(), headers=HEADERS)
+    assert r.status_code == 401 and "Bearer" in r.headers["www-authenticate"]
+    r = httpx2.post(server.url, json=_init_body(), headers=HEADERS | {"Authorization": "Bearer x"})
+    assert r.status_code == 401
+
+
+def test_dns_rebinding_protection_is_kept(server) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    bad = httpx2.post(
+        server.url, json=_init_body(), headers=HEADERS | auth | {"Host": "evil.example:80"}
+    )
+    assert bad.status_code in (400, 403, 421)
+    good = httpx2.post(server.url, json=_init_body(), headers=HEADERS | auth)
+    assert good.status_code == 200
+
+
+async def test_with_token_tools_list_and_load_failure_is_a_clear_tool_error(server) -> None:
+    client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    async with client, Client(streamable_http_client(server.url, http_client=client)) as c:
+        names = {t.name for t in (await c.list_tools()).tools}
+        assert "solve_problem" in names
+        r = await c.call_tool("solve_problem", {"problem": "1+1", "max_tokens": 16})
+        assert r.is_error and "failed to load" in r.content[0].text
+
+
+def test_zz_stops_on_sigterm(server) -> None:
+    code, alive = server.stop(signal.SIGTERM)
+    assert code == 0 and alive == []
