@@ -2,10 +2,12 @@
 
 One process, one vLLM engine build per model (the tiny default, and the same sizes with every
 layer softmax), run one after the other on the same machine. For each context length it times
-a 1-token generation (prefill only) and a (1 + N)-token generation of the same prompt, so the
-difference is N decode steps at that context; prefix caching is off so both runs prefill.
+a (1 + N)-token generation and reads the engine core's own timestamps: prefill is the time to
+the first token, decode the time from the first token to the last over N steps.
 
-    .venv/bin/python benchmarks/hybrid_decode.py [--contexts 1024 4096 16384] [--new-tokens 64]
+    .venv/bin/python -m benchmarks.hybrid_decode [--contexts 1024 4096 16384] [--new-tokens 64]
+
+(Run it as a module: as a script, `benchmarks/kernels.py` would shadow the kernels package.)
 
 Cache bytes per sequence count what each layer keeps for one sequence in the engine's dtype:
 softmax layers K and V for every context token (rounded up to vLLM's block size), lightning
@@ -19,7 +21,6 @@ import math
 import os
 import random
 import sys
-import time
 
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
@@ -39,13 +40,17 @@ def cache_bytes_per_sequence(config: dict, context: int, dtype_bytes: int = 4) -
     return kv + state
 
 
-def timed_generate(llm, prompts: list[list[int]], max_tokens: int) -> float:
+def timed_generate(llm, prompts: list[list[int]], new_tokens: int) -> tuple[float, float]:
+    """(prefill seconds, decode seconds) of one batch, from the engine core's timestamps."""
     from vllm import SamplingParams
 
-    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
-    start = time.perf_counter()
-    llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-    return time.perf_counter() - start
+    params = SamplingParams(temperature=0.0, max_tokens=1 + new_tokens, ignore_eos=True)
+    outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    stats = [o.metrics for o in outs]
+    start = min(s.scheduled_ts for s in stats)
+    first = max(s.first_token_ts for s in stats)
+    last = max(s.last_token_ts for s in stats)
+    return first - start, last - first
 
 
 def measure(model_dir, contexts: list[int], new_tokens: int, batch: int) -> dict[int, float]:
@@ -54,17 +59,17 @@ def measure(model_dir, contexts: list[int], new_tokens: int, batch: int) -> dict
     llm = LLM(
         model=str(model_dir), dtype="float32", gpu_memory_utilization=0.3,
         max_model_len=max(contexts) + new_tokens + 8, max_num_seqs=batch,
-        enable_prefix_caching=False, seed=0,
+        enable_prefix_caching=False, disable_log_stats=False, seed=0,
     )
     rng = random.Random(0)
     results = {}
     timed_generate(llm, [[rng.randrange(5, 8192) for _ in range(64)]], 4)  # warm-up
     for context in contexts:
         prompts = [[rng.randrange(5, 8192) for _ in range(context)] for _ in range(batch)]
-        prefill = timed_generate(llm, prompts, 1)
-        both = timed_generate(llm, prompts, 1 + new_tokens)
-        results[context] = batch * new_tokens / max(both - prefill, 1e-9)
-        print(f"  {context} tokens: {results[context]:.1f} tok/s", file=sys.stderr)
+        prefill, decode = timed_generate(llm, prompts, new_tokens)
+        results[context] = batch * new_tokens / decode
+        print(f"  {context} tokens: prefill {prefill:.2f} s, decode {results[context]:.1f} "
+              "tok/s", file=sys.stderr)
     llm.llm_engine.engine_core.shutdown()
     del llm
     return results
