@@ -1,0 +1,149 @@
+"""The real server over stdio: the SDK client spawns `m1-mcp serve` as MCP clients do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.e2e import harness
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.mark.anyio
+async def test_session_tools_progress_cancel_and_bad_input(tmp_path) -> None:
+    root = harness.make_file_root(tmp_path / "root")
+    params = StdioServerParameters(
+        command=harness.M1_MCP,
+        args=["serve", "--file-root", str(root)],
+        env=harness.server_env(),
+    )
+    async with Client(params, read_timeout_seconds=300) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        calls = harness.tool_calls(root)
+        assert set(tools) == set(calls)
+
+        # The first call waits for the model and says so through progress.
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+
+        first = await client.call_tool(
+            "solve_problem", {"problem": "2+3?", "max_tokens": 200}, progress_callback=on_progress
+        )
+        harness.check_result_against_schema(first, tools["solve_problem"].output_schema)
+        assert any(m and "loading the model" in m for _, _, m in seen)
+        assert sum(1 for _, total, _ in seen if total == 200) >= 2
+
+        for name, args in calls.items():
+            harness.check_result_against_schema(
+                await client.call_tool(name, args), tools[name].output_schema
+            )
+
+        # Cancel mid-generation: the engine drops the request.
+        started = anyio.Event()
+
+        async def on_tokens(progress: float, total: float | None, message: str | None) -> None:
+            if total == 4000 and progress > 0:
+                started.set()
+
+        async with anyio.create_task_group() as tg:
+
+            async def long_call() -> None:
+                await client.call_tool(
+                    "chat",
+                    {"messages": [{"role": "user", "content": "more"}], "max_tokens": 4000},
+                    progress_callback=on_tokens,
+                )
+
+            tg.start_soon(long_call)
+            with anyio.fail_after(60):
+                await started.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(20):
+            while True:
+                stats = json.loads((await client.read_resource("m1://stats")).contents[0].text)
+                if stats["engine_unfinished_requests"] == 0 and stats["in_flight"] == 0:
+                    break
+                await anyio.sleep(0.2)
+        assert stats["cancelled"] >= 1
+
+        for name, args, needle in harness.BAD_CALLS:
+            r = await client.call_tool(name, args)
+            assert r.is_error and needle in r.content[0].text, (needle, r.content)
+        ok = await client.call_tool("solve_problem", {"problem": "1+1", "max_tokens": 16})
+        assert not ok.is_error
+
+
+def _send(proc: subprocess.Popen, message: dict) -> None:
+    proc.stdin.write((json.dumps(message) + "\n").encode())
+    proc.stdin.flush()
+
+
+def _receive(proc: subprocess.Popen) -> dict:
+    line = proc.stdout.readline()
+    assert line, "server closed stdout"
+    return json.loads(line)
+
+
+def test_initialize_is_fast_while_loading_and_eof_leaves_no_engine_process(tmp_path) -> None:
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [harness.M1_MCP, "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=harness.server_env(),
+    )
+    try:
+        t0 = time.monotonic()
+        _send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            },
+        )
+        init = _receive(proc)
+        t_init = time.monotonic() - t0
+        assert init["result"]["serverInfo"]["name"] == "m1-mcp"
+        _send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        t1 = time.monotonic()
+        _send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        listed = _receive(proc)
+        t_list = time.monotonic() - t1
+        assert len(listed["result"]["tools"]) == 6
+        # Python start-up counts in t_init; the model itself loads for tens of seconds.
+        assert t_init < 5.0 and t_list < 1.0, (t_init, t_list)
+
+        # Wait until the engine processes exist (the model is loading), then close stdin.
+        deadline = time.monotonic() + 60
+        while not harness.descendants(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3.0)
+        children = harness.descendants(proc.pid)
+        assert children, "the engine should be starting in child processes"
+        proc.stdin.close()
+        code = proc.wait(timeout=60)
+        assert code == 0
+        assert harness.wait_gone(children, timeout=10) == []
+        # Nothing but protocol messages reached stdout.
+        rest = proc.stdout.read().decode()
+        assert all(json.loads(line) for line in rest.splitlines() if line.strip())
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, by pid
+            proc.wait()
+        log.close()
