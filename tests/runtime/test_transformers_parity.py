@@ -1,9 +1,10 @@
 """Our vLLM model against transformers' own in-library MiniMax on the same random weights.
 
 transformers' ``minimax`` applies RoPE to the whole head, so the two agree only when
-``rotary_dim == head_dim``; that variant is built here and described in transformers'
-own config keys (``layer_types``, ``*_alpha_factor``, ``rope_parameters``), which also checks
-that the plugin reads that spelling and the ``MiniMaxForCausalLM`` architecture name.
+``rotary_dim == head_dim``. That variant (with ``hidden_size != heads * head_dim``) is built
+here and described in transformers' own config keys (``layer_types``, ``*_alpha_factor``,
+``rope_parameters``), which also checks that the plugin reads that spelling and the
+``MiniMaxForCausalLM`` architecture name.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def _transformers_config(m1: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def hf_model_dir(tmp_path_factory):
-    head_dim = preset_config("tiny-m1")["head_dim"]
-    m1_dir = build_variant("full-rope", {"rotary_dim": head_dim})
+    base = preset_config("tiny-m1")
+    # Full-head RoPE (transformers' semantics), and a hidden size that differs from
+    # heads * head_dim (as in M1: 6144 vs 64 * 128) so no projection can mix the two up.
+    hidden = base["num_attention_heads"] * base["head_dim"] * 3 // 4
+    m1_dir = build_variant("parity", {"rotary_dim": base["head_dim"], "hidden_size": hidden})
     m1 = json.loads((m1_dir / "config.json").read_text())
     out = tmp_path_factory.mktemp("minimax-hf")
     for f in m1_dir.iterdir():
