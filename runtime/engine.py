@@ -304,8 +304,9 @@ class Engine:
                     await anyio.to_thread.run_sync(llm.shutdown)
                 except Exception:
                     log.exception("engine: error during vLLM shutdown")
-                # AsyncLLM.__del__ shuts down again; let it run now, not during interpreter
-                # teardown when the modules it needs are already gone.
+                # AsyncLLM.__del__ shuts down a second time, possibly during interpreter
+                # teardown when the modules it needs are gone (a noisy TypeError): it is done.
+                llm.shutdown = lambda *args, **kwargs: None
                 del llm
                 gc.collect()
             # Anything still alive (a stuck shutdown) is ended here, by pid.
@@ -420,23 +421,30 @@ class Engine:
             raise EngineNotReady(f"the engine is {self.state}; wait for it to be ready")
         c = self._counters
         started = time.monotonic()
-        if self._slots.value == 0 and c.queued >= self.config.max_queue:
-            c.rejected_busy += 1
-            raise EngineBusy(
-                f"server busy: {c.running} generations running and {c.queued} waiting "
-                f"(limits {self.config.max_concurrent} and {self.config.max_queue}); retry later"
-            )
-        c.requests += 1
-        c.queued += 1
         try:
-            if self._slots.value == 0 and on_progress is not None:
-                await on_progress(Progress(phase="queued", message="waiting for a free slot"))
-            await self._slots.acquire()
-        except BaseException:
-            c.queued -= 1
-            c.cancelled += 1
-            raise
-        c.queued -= 1
+            # Take a free slot without yielding, so the running/queued counts never race.
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            if c.queued >= self.config.max_queue:
+                c.rejected_busy += 1
+                raise EngineBusy(
+                    f"server busy: {c.running} generations running and {c.queued} waiting "
+                    f"(limits {self.config.max_concurrent} and {self.config.max_queue}); "
+                    "retry later"
+                ) from None
+            c.requests += 1
+            c.queued += 1
+            try:
+                if on_progress is not None:
+                    await on_progress(Progress(phase="queued", message="waiting for a free slot"))
+                await self._slots.acquire()
+            except BaseException:
+                c.cancelled += 1
+                raise
+            finally:
+                c.queued -= 1
+        else:
+            c.requests += 1
         c.running += 1
         queue_s = time.monotonic() - started
         try:

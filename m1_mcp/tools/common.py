@@ -157,9 +157,11 @@ def schema_budget(schema: dict[str, Any]) -> int:
         if kind == "string":
             return 2 + 2 * int(node["maxLength"])
         if kind == "integer":
-            return 21
-        if kind == "number":
-            return 32
+            # The grammar bounds digits only through a range; an open integer never ends.
+            lo, hi = node.get("minimum"), node.get("maximum")
+            if lo is None or hi is None:
+                raise ValueError(f"integer without minimum and maximum: {node}")
+            return max(len(str(lo)), len(str(hi)))
         if kind == "boolean":
             return 5
         if kind == "null":

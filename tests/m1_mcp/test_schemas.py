@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import pytest
 from pydantic import BaseModel, Field
@@ -13,7 +14,7 @@ from m1_mcp.tools.common import guided_schema, schema_budget
 
 class _Tiny(BaseModel):
     a: str = Field(max_length=3)
-    b: list[int] = Field(max_length=2)
+    b: list[Annotated[int, Field(ge=-(10**19), le=5)]] = Field(max_length=2)
 
 
 def test_budget_bounds_the_longest_document() -> None:
@@ -29,8 +30,13 @@ def test_unbounded_schema_is_refused() -> None:
     class Loose(BaseModel):
         text: str
 
+    class OpenInt(BaseModel):
+        n: int
+
     with pytest.raises(KeyError):
         schema_budget(guided_schema(Loose))
+    with pytest.raises(ValueError, match="integer without minimum and maximum"):
+        schema_budget(guided_schema(OpenInt))
 
 
 @pytest.mark.parametrize(
@@ -40,11 +46,18 @@ def test_unbounded_schema_is_refused() -> None:
         documents.DocSummary,
         documents.DocQA,
         documents.DocInsights,
-        code_review._ReviewPayload,
     ],
 )
 def test_tool_payloads_are_bounded(model: type[BaseModel]) -> None:
     budget = schema_budget(guided_schema(model))
+    assert 50 < budget < 8192  # fits the default context next to a prompt
+
+
+def test_review_schema_bounds_line_numbers() -> None:
+    schema = code_review._review_schema(12)
+    line = schema["$defs"]["Finding"]["properties"]["line"]["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": 12}.items() <= line[0].items()
+    budget = schema_budget(schema)
     assert 50 < budget < 8192  # fits the default context next to a prompt
 
 
