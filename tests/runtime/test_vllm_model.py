@@ -4,6 +4,7 @@ chunked prefill and tensor parallelism."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -39,6 +40,16 @@ def unchunked(model_dir):
     return prompts, alone, batched, rescored
 
 
+def _logprob_gap(steps_a, steps_b) -> float:
+    """Largest difference between two runs' logprobs of the tokens both of them ranked."""
+    gap = 0.0
+    for a, b in zip(steps_a, steps_b, strict=True):
+        for token, logprob in a.items():
+            if token in b:
+                gap = max(gap, abs(logprob.logprob - b[token].logprob))
+    return gap
+
+
 def _tokens(outputs) -> list[list[int]]:
     return [list(o.outputs[0].token_ids) for o in outputs]
 
@@ -57,11 +68,8 @@ def test_decode_logprobs_equal_prefill_logprobs(unchunked):
         decode_steps = out.outputs[0].logprobs
         prefill_steps = scored.prompt_logprobs[len(prompt):]
         assert len(decode_steps) == len(prefill_steps) == NEW_TOKENS
-        for dec, pre in zip(decode_steps, prefill_steps, strict=True):
-            # Both list the sampled token; compare every token both of them ranked.
-            for token, logprob in dec.items():
-                if token in pre:
-                    worst = max(worst, abs(logprob.logprob - pre[token].logprob))
+        worst = max(worst, _logprob_gap(decode_steps, prefill_steps))
+    print(f"decode vs prefill: max |dlogprob| {worst:.2e}", file=sys.stderr)
     assert worst < 1e-3, f"decode and prefill logprobs differ by {worst}"
 
 
@@ -75,11 +83,10 @@ def test_chunked_prefill_equals_unchunked(model_dir, unchunked):
             [tokens_prompt(p) for p in prompts], greedy(NEW_TOKENS, logprobs=TOP), use_tqdm=False
         )
     assert _tokens(chunked) == _tokens(alone)
-    for a, c in zip(alone, chunked, strict=True):
-        for la, lc in zip(a.outputs[0].logprobs, c.outputs[0].logprobs, strict=True):
-            for token, logprob in la.items():
-                if token in lc:
-                    assert abs(logprob.logprob - lc[token].logprob) < 1e-3
+    worst = max(_logprob_gap(a.outputs[0].logprobs, c.outputs[0].logprobs)
+                for a, c in zip(alone, chunked, strict=True))
+    print(f"chunked vs unchunked: max |dlogprob| {worst:.2e}", file=sys.stderr)
+    assert worst < 1e-5, f"chunked and unchunked logprobs differ by {worst}"  # measured 1e-6
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="tensor parallel 2 needs two cores")
