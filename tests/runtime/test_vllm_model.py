@@ -70,7 +70,7 @@ def test_decode_logprobs_equal_prefill_logprobs(unchunked):
         assert len(decode_steps) == len(prefill_steps) == NEW_TOKENS
         worst = max(worst, _logprob_gap(decode_steps, prefill_steps))
     print(f"decode vs prefill: max |dlogprob| {worst:.2e}", file=sys.stderr)
-    assert worst < 1e-3, f"decode and prefill logprobs differ by {worst}"
+    assert worst < 1e-5, f"decode and prefill logprobs differ by {worst}"  # measured 2e-6
 
 
 def test_chunked_prefill_equals_unchunked(model_dir, unchunked):
