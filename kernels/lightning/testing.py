@@ -60,9 +60,9 @@ def random_states(
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64 (inf when out holds NaN or inf)."""
-    o = out.detach().to("cpu", torch.float64)
-    r = ref.detach().to("cpu", torch.float64)
+    """||out - ref|| / ||ref|| in float64, on out's device (inf when out holds NaN or inf)."""
+    o = out.detach().to(torch.float64)
+    r = ref.detach().to(device=o.device, dtype=torch.float64)
     if not torch.isfinite(o).all():
         return math.inf
     return float((o - r).norm() / r.norm().clamp_min(1e-300))

@@ -35,6 +35,7 @@ def _decode_kernel(
     stride_sh,
     D: tl.constexpr,
     BV: tl.constexpr,
+    EVICT: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -49,7 +50,8 @@ def _decode_kernel(
     else:
         lam = tl.exp(-tl.load(SLOPES + h).to(tl.float32))
         s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
-        state = tl.load(s_ptrs).to(tl.float32)
+        # Each state is read once and written once per step: no reuse to keep in L2.
+        state = tl.load(s_ptrs, eviction_policy=EVICT).to(tl.float32)
         q = tl.load(Q + b * stride_qb + h * stride_qh + rk).to(tl.float32)
         k = tl.load(K + b * stride_kb + h * stride_kh + rk).to(tl.float32)
         v = tl.load(V + b * stride_vb + h * stride_vh + rv).to(tl.float32)
@@ -59,8 +61,13 @@ def _decode_kernel(
         tl.store(o_ptrs, o.to(OUT.dtype.element_ty))
 
 
-# (BV, num_warps), chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md).
-CONFIG: tuple[int, int] = (32, 4)
+# Chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md). BV: D_v slice per program;
+# EVICT: cache eviction hint for the state load ("" = default). Few rows want many small
+# programs (latency: 4.5 us at one sequence with BV=32); many rows want wide ones (bandwidth:
+# 561 us at 256 sequences with BV=128, 4 warps, against 569 us with BV=64, 8 warps).
+CONFIG_FEW: dict = dict(BV=32, num_warps=8, EVICT="")
+CONFIG_MANY: dict = dict(BV=128, num_warps=4, EVICT="")
+MANY_ROWS = 64  # rows (sequences) from which CONFIG_MANY is used
 
 
 def triton_decode(
@@ -70,7 +77,7 @@ def triton_decode(
     slopes: torch.Tensor,
     states: torch.Tensor,
     slots: torch.Tensor,
-    config: tuple[int, int] | None = None,
+    config: dict | None = None,
 ) -> torch.Tensor:
     """`kernels.lightning_decode` on CUDA (or on CPU under TRITON_INTERPRET=1)."""
     B, H, D = q.shape
@@ -80,8 +87,8 @@ def triton_decode(
         raise ValueError("q, k, v need a contiguous last dimension")
     if states.stride(-1) != 1 or states.stride(-2) != D:
         raise ValueError("each state [D, D] must be contiguous")
-    BV, num_warps = config or CONFIG
-    BV = min(BV, D)
+    cfg = {**(CONFIG_MANY if B >= MANY_ROWS else CONFIG_FEW), **(config or {})}
+    BV = min(cfg["BV"], D)
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     if B == 0:
         return out
@@ -106,6 +113,7 @@ def triton_decode(
         states.stride(1),
         D=D,
         BV=BV,
-        num_warps=num_warps,
+        EVICT=cfg["EVICT"],
+        num_warps=cfg["num_warps"],
     )
     return out

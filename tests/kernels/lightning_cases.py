@@ -29,7 +29,8 @@ def _poison(device: str) -> None:
 
 
 def _f64(*ts: torch.Tensor) -> list[torch.Tensor]:
-    return [t.detach().to("cpu", torch.float64) for t in ts]
+    """float64 copies for the reference; it runs on the GPU when the inputs live there."""
+    return [t.detach().to(torch.float64) for t in ts]
 
 
 def check_prefill(
@@ -63,10 +64,8 @@ def check_prefill(
     cu = cu.to(device)
     fresh_t = torch.tensor(fresh, dtype=torch.bool, device=device)
 
-    ref_states = states.detach().to("cpu", torch.float64).clone()
-    ref_out = reference_prefill(
-        *_f64(q, k, v), slopes.cpu(), ref_states, slots.cpu(), cu.cpu(), fresh_t.cpu()
-    )
+    ref_states = states.detach().to(torch.float64).clone()
+    ref_out = reference_prefill(*_f64(q, k, v), slopes, ref_states, slots, cu, fresh_t)
     before = states.clone()
     _poison(device)
     out = prefill(q, k, v, slopes, states, slots, cu, fresh_t)
@@ -120,8 +119,8 @@ def check_decode(
         slots_l[pad_every - 1 :: pad_every] = -1
     slots = slots_l.to(device=device, dtype=torch.int64)
 
-    ref_states = states.detach().to("cpu", torch.float64).clone()
-    ref_out = reference_decode(*_f64(q, k, v), slopes.cpu(), ref_states, slots.cpu())
+    ref_states = states.detach().to(torch.float64).clone()
+    ref_out = reference_decode(*_f64(q, k, v), slopes, ref_states, slots)
     before = states.clone()
     _poison(device)
     out = decode(q, k, v, slopes, states, slots)
@@ -174,11 +173,9 @@ def check_prefill_then_decode(
         outs.append(decode(q[t : t + 1], k[t : t + 1], v[t : t + 1], slopes, states, slot))
     out = torch.cat(outs)
 
-    ref_states = torch.zeros(3, H, D, D, dtype=torch.float64)
-    cu_all = torch.tensor([0, T + steps], dtype=torch.int32)
-    ref = reference_prefill(
-        *_f64(q, k, v), slopes.cpu(), ref_states, slot.cpu(), cu_all, torch.tensor([True])
-    )
+    ref_states = torch.zeros(3, H, D, D, dtype=torch.float64, device=device)
+    cu_all = torch.tensor([0, T + steps], dtype=torch.int32, device=device)
+    ref = reference_prefill(*_f64(q, k, v), slopes, ref_states, slot, cu_all, fresh)
     err = max(rel_err(out, ref), rel_err(states[1], ref_states[1]))
     assert err < 1e-5, f"prefill+decode vs one prefill: rel err {err:.3e}"
     return err
