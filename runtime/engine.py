@@ -136,6 +136,14 @@ def _prepare_vllm_environment(config: EngineConfig) -> None:
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(config.kv_cache_gib)))
 
 
+def _cpu_binding(ranks: int) -> str:
+    """Split the cores this process may use into `ranks` groups: '0-3|4-7' style."""
+    cores = sorted(os.sched_getaffinity(0))
+    per = max(1, len(cores) // ranks)
+    groups = [cores[i * per : (i + 1) * per] or cores[-1:] for i in range(ranks)]
+    return "|".join(",".join(map(str, g)) for g in groups)
+
+
 def _child_processes() -> list[Any]:
     import psutil  # a vLLM dependency
 
@@ -229,6 +237,10 @@ class Engine:
             from vllm.platforms import current_platform
             from vllm.v1.engine.async_llm import AsyncLLM
 
+            tp = self.config.tensor_parallel_size
+            if tp > 1 and current_platform.is_cpu():
+                # vLLM's CPU workers each need their own cores ("0|1" for two ranks).
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_binding(tp))
             dtype = self.config.dtype
             if dtype == "auto":
                 # bfloat16 kills the CPU worker (SIGILL) on common x86 machines.
@@ -237,7 +249,8 @@ class Engine:
                 model=str(self.model_dir),
                 dtype=dtype,
                 max_model_len=self.config.max_model_len,
-                tensor_parallel_size=self.config.tensor_parallel_size,
+                tensor_parallel_size=tp,
+                distributed_executor_backend="mp" if tp > 1 else None,
                 gpu_memory_utilization=self.config.memory_fraction,
                 enforce_eager=self.config.enforce_eager,
                 max_num_seqs=max(self.config.max_concurrent, 1),

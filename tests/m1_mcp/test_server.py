@@ -1,0 +1,68 @@
+"""The MCP surface in memory (no engine started): schemas, prompts, resources, early errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from m1_mcp.server import build_server, engine_config
+from m1_mcp.settings import load_settings
+from m1_mcp.tools.common import App
+from runtime.engine import Engine
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    settings = load_settings(flags={"file_roots": [str(tmp_path)]}, environ={})
+    app = App(settings=settings, engine=Engine(engine_config(settings)))
+    return build_server(app)
+
+
+async def test_tools_have_bounded_input_and_output_schemas(server) -> None:
+    async with Client(server) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {
+        "solve_problem",
+        "practice_problems",
+        "analyze_document",
+        "review_code",
+        "suggest_improvements",
+        "chat",
+    }
+    for tool in tools.values():
+        assert tool.output_schema and "usage" in tool.output_schema["properties"]
+    mode = tools["analyze_document"].input_schema["properties"]["mode"]
+    assert mode.get("enum") == ["summary", "qa", "insights"] or "$ref" in str(mode)
+    chat_messages = tools["chat"].input_schema["properties"]["messages"]
+    assert chat_messages["maxItems"] == 64
+    finding = tools["review_code"].output_schema["$defs"]["Finding"]["properties"]
+    assert set(finding) == {"severity", "category", "line", "message", "suggestion"}
+
+
+async def test_input_errors_come_before_waiting_for_the_model(server) -> None:
+    async with Client(server) as client:
+        r = await client.call_tool("review_code", {"path": "/etc/hostname"})
+        assert r.is_error and "outside the allowed file roots" in r.content[0].text
+        r = await client.call_tool("analyze_document", {})
+        assert r.is_error and "either 'text' or 'path'" in r.content[0].text
+
+
+async def test_model_card_and_stats_before_loading(server) -> None:
+    async with Client(server) as client:
+        card = json.loads((await client.read_resource("m1://model")).contents[0].text)
+        stats = json.loads((await client.read_resource("m1://stats")).contents[0].text)
+        prompt = await client.get_prompt("solve_problem", {"problem": "1+1"})
+    assert card["state"] == "stopped" and card["model"] == "tiny-m1"
+    assert stats["requests"] == 0 and stats["in_flight"] == 0
+    assert "\\boxed{}" in prompt.messages[0].content.text
