@@ -42,7 +42,7 @@ from kernels.lightning.torch_chunked import chunked_sequence  # noqa: E402
 
 H, D, KV_HEADS = 64, 128, 8
 # float32 inputs through 3xTF32 dots (timed beside the IEEE default; --sweep --install updates it)
-TF32X3_CFG: dict | None = dict(C=64, BV=64, num_warps=8, num_stages=2, FORM=1, PREC="tf32x3")
+TF32X3_CFG: dict | None = dict(C=64, BV=64, num_warps=8, num_stages=2, PREC="tf32x3", UNROLL=1)
 DEV = "cuda"  # --dry-run switches to the CPU (Triton interpreter, tiny shapes) to test this file
 PREFILL_SHAPES = [(1, 4096), (1, 16384), (1, 32768), (1, 131072), (16, 2048)]
 DECODE_BATCHES = [1, 16, 64, 256]
@@ -212,45 +212,42 @@ def _cfgs(keys: tuple[str, ...], *values: tuple) -> list[dict]:
     return [dict(zip(keys, v, strict=True)) for v in values]
 
 
-def sweep(out_dir: Path, install: bool = False) -> None:
+def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     """Time launch configurations; with install, make the fastest the defaults for --bench."""
     global TF32X3_CFG
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "FORM", "PREC")
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL")
     bf16_space = _cfgs(
         keys,
         *[
-            (c, bv, w, st, f, "ieee")
-            for f in (0, 1)
-            for (c, bv, w, st) in [
-                (64, 64, 8, 3),
-                (64, 32, 4, 3),
-                (64, 64, 4, 3),
-                (64, 64, 8, 4),
-                (128, 64, 8, 3),
-                (64, 128, 8, 3),
-                (64, 128, 8, 2),
-                (32, 64, 4, 3),
-                (64, 32, 8, 3),
+            (c, bv, w, st, "ieee", u)
+            for (c, bv, w, st, u) in [
+                (64, 64, 4, 3, 1),
+                (64, 64, 4, 2, 1),
+                (64, 64, 4, 3, 2),
+                (64, 64, 4, 2, 2),
+                (128, 64, 8, 2, 1),
+                (128, 64, 8, 2, 2),
+                (64, 64, 8, 3, 1),
+                (64, 64, 8, 2, 2),
+                (64, 32, 4, 3, 1),
+                (64, 32, 4, 2, 2),
+                (64, 128, 8, 2, 1),
+                (64, 128, 4, 2, 1),
             ]
         ],
     )
     fp32_space = _cfgs(
         keys,
-        (32, 32, 8, 1, 1, "ieee"),
-        (32, 32, 4, 1, 1, "ieee"),
-        (16, 32, 4, 1, 1, "ieee"),
-        (16, 64, 4, 1, 1, "ieee"),
-        (32, 64, 8, 1, 1, "ieee"),
-        (32, 32, 8, 1, 0, "ieee"),
-        (64, 64, 8, 2, 1, "tf32x3"),
-        (64, 64, 4, 2, 1, "tf32x3"),
-        (64, 32, 4, 2, 1, "tf32x3"),
-        (32, 32, 4, 2, 1, "tf32x3"),
-        (64, 32, 8, 3, 1, "tf32x3"),
-        (32, 64, 8, 2, 1, "tf32x3"),
+        (16, 32, 4, 1, "ieee", 1),
+        (32, 32, 4, 1, "ieee", 1),
+        (16, 64, 4, 1, "ieee", 1),
+        (16, 32, 8, 1, "ieee", 1),
+        (64, 64, 8, 2, "tf32x3", 1),
+        (64, 64, 4, 2, "tf32x3", 1),
+        (64, 64, 4, 3, "tf32x3", 1),
     )
     summary = {}
     best_bf16: list[dict] = []
@@ -259,6 +256,8 @@ def sweep(out_dir: Path, install: bool = False) -> None:
         ("bf16 16x2K", torch.bfloat16, 16, 2048, None),
         ("fp32 1x4K", torch.float32, 1, 4096, fp32_space),
     ]:
+        if what == "bf16" and not tag.startswith("bf16"):
+            continue
         space = space if space is not None else best_bf16[:6]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
@@ -299,7 +298,7 @@ def sweep(out_dir: Path, install: bool = False) -> None:
     dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], ["", "evict_first"]))
     if DEV != "cuda":
         dspace = dspace[:2]
-    for B in [1, 256] if DEV == "cuda" else [1]:
+    for B in ([1, 256] if DEV == "cuda" else [1]) if what == "all" else []:
         n_buf = max(2, 256 // B)
         q, k, v, slopes, _, _, _, _ = make_inputs(B, 1, torch.bfloat16)
         bufs = [torch.randn(B, H, D, D, device=DEV) * 0.05 for _ in range(n_buf)]
@@ -677,6 +676,7 @@ def main() -> None:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--sweep-what", choices=["all", "bf16"], default="all")
     ap.add_argument("--install", action="store_true", help="--sweep's winners become defaults")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU (interpreter)")
     ap.add_argument("--plot", type=Path, help="draw the PNG from this JSON and exit")
@@ -729,7 +729,7 @@ def main() -> None:
             f"{p.stdout[-3000:]}{p.stderr[-2000:]}"
         )
     if args.sweep:
-        sweep(args.out, install=args.install)
+        sweep(args.out, install=args.install, what=args.sweep_what)
     if args.bench:
         bench(args.out)
 

@@ -45,6 +45,73 @@ def _operand(x, OP: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _block(
+    q_ptrs,
+    k_ptrs,
+    v_ptrs,
+    o_ptrs,
+    n_rows,
+    rc,
+    state,
+    q_dec,
+    intra_dec,
+    k_dec,
+    blk_dec,
+    MASKED: tl.constexpr,
+    EXACT: tl.constexpr,
+    STATE_DOT_F32: tl.constexpr,
+    OP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """One block of C rows: writes its outputs, returns the state after it.
+
+    q and k go to the tensor cores untouched (straight from shared memory); the decays are
+    applied to the rows of the q S product (lam^(r+1) is a per-row factor) and to the rows of v
+    in the state update (K^T (lam^(m-1-r) * V) = (K * lam^(m-1-r))^T V, BV wide instead of D).
+    Only the last, partial block of a sequence is MASKED.
+    """
+    if MASKED:
+        live = (rc < n_rows)[:, None]
+        q = tl.load(q_ptrs, mask=live, other=0.0)
+        k = tl.load(k_ptrs, mask=live, other=0.0)
+        v = tl.load(v_ptrs, mask=live, other=0.0)
+    else:
+        q = tl.load(q_ptrs)
+        k = tl.load(k_ptrs)
+        v = tl.load(v_ptrs)
+
+    if EXACT:
+        scores = tl.dot(q, tl.trans(k), input_precision=PREC)
+        o = tl.dot(scores * intra_dec, v, input_precision=PREC)
+        o += q_dec[:, None] * tl.dot(q, state, input_precision=PREC)
+        vd = v * k_dec[:, None]
+        state = tl.dot(tl.trans(k), vd, state * blk_dec, input_precision=PREC)
+    else:
+        # OP is the input dtype. Under the interpreter (whose bf16 dots are wrong) the operands
+        # travel as float32, rounded as OP would be: the same arithmetic.
+        if UPCAST:
+            q = q.to(tl.float32)
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        scores = tl.dot(q, tl.trans(k))
+        o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v)
+        if STATE_DOT_F32:
+            inter = tl.dot(q.to(tl.float32), state, input_precision="tf32")
+        else:
+            inter = tl.dot(q, _operand(state, OP, UPCAST))
+        o += q_dec[:, None] * inter
+        vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
+        state = tl.dot(tl.trans(k), vd, state * blk_dec)
+
+    if MASKED:
+        tl.store(o_ptrs, o.to(o_ptrs.dtype.element_ty), mask=live)
+    else:
+        tl.store(o_ptrs, o.to(o_ptrs.dtype.element_ty))
+    return state
+
+
+@triton.jit
 def _prefill_kernel(
     Q,
     K,
@@ -72,8 +139,8 @@ def _prefill_kernel(
     STATE_DOT_F32: tl.constexpr,
     OP: tl.constexpr,
     UPCAST: tl.constexpr,
-    FORM: tl.constexpr,
     PREC: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -95,81 +162,64 @@ def _prefill_kernel(
     else:
         state = tl.load(s_ptrs).to(tl.float32)
 
-    # Decays of a full block; the last, partial block recomputes the two that depend on m.
+    # Decays of a full block of C rows (all exponents >= 0).
     rcf = rc.to(tl.float32)
     q_dec = tl.exp(log_lam * (rcf + 1.0))
     diff = rcf[:, None] - rcf[None, :]
     intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
+    k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
+    blk_dec = tl.exp(log_lam * C)
 
-    q_base = Q + h * stride_qh
-    k_base = K + h * stride_kh
-    v_base = V + h * stride_vh
-    o_base = OUT + h * stride_oh
-    for start in range(0, n, C):
-        rows = lo + start + rc
-        live = (start + rc) < n
-        m = tl.minimum(n - start, C).to(tl.float32)
-        q = tl.load(q_base + rows[:, None] * stride_qt + rk[None, :], mask=live[:, None], other=0.0)
-        k = tl.load(k_base + rows[:, None] * stride_kt + rk[None, :], mask=live[:, None], other=0.0)
-        v = tl.load(v_base + rows[:, None] * stride_vt + rv[None, :], mask=live[:, None], other=0.0)
-        k_dec = tl.where(live, tl.exp(log_lam * tl.maximum(m - 1.0 - rcf, 0.0)), 0.0)
-        blk_dec = tl.exp(log_lam * m)
+    q_ptrs = Q + h * stride_qh + (lo + rc)[:, None] * stride_qt + rk[None, :]
+    k_ptrs = K + h * stride_kh + (lo + rc)[:, None] * stride_kt + rk[None, :]
+    v_ptrs = V + h * stride_vh + (lo + rc)[:, None] * stride_vt + rv[None, :]
+    o_ptrs = OUT + h * stride_oh + (lo + rc)[:, None] * stride_ot + rv[None, :]
+    n_full = n // C
+    for i in tl.range(0, n_full, loop_unroll_factor=UNROLL):
+        start = i * C
+        state = _block(
+            q_ptrs + start * stride_qt,
+            k_ptrs + start * stride_kt,
+            v_ptrs + start * stride_vt,
+            o_ptrs + start * stride_ot,
+            C,
+            rc,
+            state,
+            q_dec,
+            intra_dec,
+            k_dec,
+            blk_dec,
+            False,
+            EXACT,
+            STATE_DOT_F32,
+            OP,
+            UPCAST,
+            PREC,
+        )
 
-        if FORM == 0:
-            # First version: decays folded into the dot operands (kept for comparison).
-            if EXACT:
-                scores = tl.dot(q, tl.trans(k), input_precision=PREC)
-                o = tl.dot(scores * intra_dec, v, input_precision=PREC)
-                o = tl.dot(q * q_dec[:, None], state, o, input_precision=PREC)
-                state = tl.dot(
-                    tl.trans(k * k_dec[:, None]), v, state * blk_dec, input_precision=PREC
-                )
-            else:
-                if UPCAST:
-                    q = q.to(tl.float32)
-                    k = k.to(tl.float32)
-                    v = v.to(tl.float32)
-                scores = tl.dot(q, tl.trans(k))
-                o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v)
-                qd = q.to(tl.float32) * q_dec[:, None]
-                if STATE_DOT_F32:
-                    o = tl.dot(qd, state, o, input_precision="tf32")
-                else:
-                    o = tl.dot(_operand(qd, OP, UPCAST), _operand(state, OP, UPCAST), o)
-                kd = _operand(k.to(tl.float32) * k_dec[:, None], OP, UPCAST)
-                state = tl.dot(tl.trans(kd), v, state * blk_dec)
-        else:
-            # q and k go to the tensor cores untouched (straight from shared memory); the decays
-            # are applied to the q S product's rows (lam^(r+1) is a per-row factor) and to the
-            # rows of v in the state update (K^T (lam^(m-1-r) * V) = (K * lam^(m-1-r))^T V),
-            # which is half as wide as k when BV = D/2.
-            if EXACT:
-                scores = tl.dot(q, tl.trans(k), input_precision=PREC)
-                o = tl.dot(scores * intra_dec, v, input_precision=PREC)
-                o += q_dec[:, None] * tl.dot(q, state, input_precision=PREC)
-                vd = v * k_dec[:, None]
-                state = tl.dot(tl.trans(k), vd, state * blk_dec, input_precision=PREC)
-            else:
-                # OP is the input dtype. Under the interpreter (whose bf16 dots are wrong) the
-                # operands travel as float32, rounded as OP would be: the same arithmetic.
-                if UPCAST:
-                    q = q.to(tl.float32)
-                    k = k.to(tl.float32)
-                    v = v.to(tl.float32)
-                scores = tl.dot(q, tl.trans(k))
-                o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v)
-                if STATE_DOT_F32:
-                    inter = tl.dot(q.to(tl.float32), state, input_precision="tf32")
-                else:
-                    inter = tl.dot(q, _operand(state, OP, UPCAST))
-                o += q_dec[:, None] * inter
-                vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
-                state = tl.dot(tl.trans(k), vd, state * blk_dec)
-
-        tl.store(
-            o_base + rows[:, None] * stride_ot + rv[None, :],
-            o.to(OUT.dtype.element_ty),
-            mask=live[:, None],
+    rem = n - n_full * C
+    if rem > 0:  # the last, partial block: its k decay and block decay depend on its length
+        start = n_full * C
+        m = rem.to(tl.float32)
+        k_dec_t = tl.where(rc < rem, tl.exp(log_lam * tl.maximum(m - 1.0 - rcf, 0.0)), 0.0)
+        state = _block(
+            q_ptrs + start * stride_qt,
+            k_ptrs + start * stride_kt,
+            v_ptrs + start * stride_vt,
+            o_ptrs + start * stride_ot,
+            rem,
+            rc,
+            state,
+            q_dec,
+            intra_dec,
+            k_dec_t,
+            tl.exp(log_lam * m),
+            True,
+            EXACT,
+            STATE_DOT_F32,
+            OP,
+            UPCAST,
+            PREC,
         )
 
     tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
@@ -183,15 +233,15 @@ def _interpreting() -> bool:
 
 
 # Launch configuration per input dtype, chosen by measurement on an H200 (see
-# benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; FORM: loop body
-# (0 first version, 1 decays outside the dot operands); PREC: dot precision for float32 inputs.
+# benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
+# precision for float32 inputs; UNROLL: unroll factor of the block loop.
 CONFIGS: dict[torch.dtype, dict] = {
     # 16K tokens, batch 1 (2026-11-28): 13.5 ms; "tf32x3" (C=64, BV=64, 8 warps, 2 stages) runs
     # 2x faster at the same error (4.5e-7) but the contract for float32 is IEEE dots.
-    torch.float32: dict(C=16, BV=32, num_warps=4, num_stages=1, FORM=1, PREC="ieee"),
-    # 16K tokens, batch 1: 0.417 ms (FORM 0 best was 0.630 ms).
-    torch.bfloat16: dict(C=64, BV=64, num_warps=4, num_stages=3, FORM=1, PREC="ieee"),
-    torch.float16: dict(C=64, BV=64, num_warps=4, num_stages=3, FORM=1, PREC="ieee"),
+    torch.float32: dict(C=16, BV=32, num_warps=4, num_stages=1, PREC="ieee", UNROLL=1),
+    # 16K tokens, batch 1: 0.417 ms.
+    torch.bfloat16: dict(C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1),
+    torch.float16: dict(C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1),
 }
 
 
@@ -255,8 +305,8 @@ def triton_prefill(
         STATE_DOT_F32=q.dtype == torch.float16,
         OP=_TL_DTYPE.get(q.dtype, tl.float32),
         UPCAST=_interpreting(),
-        FORM=cfg["FORM"],
         PREC=cfg["PREC"],
+        UNROLL=cfg["UNROLL"],
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
