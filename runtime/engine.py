@@ -412,6 +412,18 @@ class Engine:
             "max_queue": self.config.max_queue,
         }
 
+    def _explain(self, exc: Exception) -> Exception:
+        """vLLM's failures as engine errors a caller can act on; a dead engine stays dead."""
+        name = type(exc).__name__
+        if name == "EngineDeadError":
+            self.state = "failed"
+            self.error = "the vLLM engine process died"
+            log.error("engine: vLLM engine died", exc_info=exc)
+            return EngineNotReady("the model engine stopped working; restart the server")
+        if isinstance(exc, ValueError):  # vLLM's request validation errors
+            return EngineError(f"the engine refused the request: {exc}")
+        return exc
+
     def _trim(self, now: float) -> None:
         while self._recent and now - self._recent[0][0] > 10.0:
             self._recent.popleft()
@@ -519,8 +531,8 @@ class Engine:
         finished = False
         last_report = 0.0
         engine_start = time.monotonic()
+        stream = self._llm.generate(tokens_input(prompt_ids), params, request_id)
         try:
-            stream = self._llm.generate(tokens_input(prompt_ids), params, request_id)
             async for out in stream:
                 completion = out.outputs[0]
                 pieces.append(completion.text)
@@ -538,7 +550,11 @@ class Engine:
                     await on_progress(
                         Progress("generating", n_tokens, max_tokens, tail=tail.replace("\n", " "))
                     )
+        except Exception as exc:
+            raise self._explain(exc) from exc
         finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
             if not finished and self._llm is not None:
                 # vLLM aborts on cancellation too, but its abort awaits inside a cancelled scope
                 # and may itself be cancelled; shield ours so the engine really drops the request.
