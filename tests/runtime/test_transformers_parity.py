@@ -75,10 +75,27 @@ def hf_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(hf_model_dir):
+def transformers_model(hf_model_dir):
     from transformers import MiniMaxForCausalLM
 
-    model = MiniMaxForCausalLM.from_pretrained(hf_model_dir, dtype=torch.float32).eval()
+    return MiniMaxForCausalLM.from_pretrained(hf_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def saved_by_transformers(transformers_model, hf_model_dir, tmp_path_factory):
+    """The same model as transformers itself writes it: its config keys, its tensor names,
+    and derived buffers (decay tables) that the loader must recognise and skip."""
+    out = tmp_path_factory.mktemp("saved-by-transformers")
+    transformers_model.save_pretrained(out)
+    for f in hf_model_dir.glob("tokenizer*"):
+        shutil.copy(f, out / f.name)
+    shutil.copy(hf_model_dir / "special_tokens_map.json", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(transformers_model):
+    model = transformers_model
     results = []
     with torch.no_grad():
         for n in PROMPT_LENGTHS:
@@ -93,8 +110,8 @@ def reference(hf_model_dir):
     return results
 
 
-def test_vllm_matches_transformers(hf_model_dir, reference):
-    with running_engine(hf_model_dir) as llm:
+def test_vllm_matches_transformers(saved_by_transformers, reference):
+    with running_engine(saved_by_transformers) as llm:
         outs = llm.generate(
             [tokens_prompt(ids) for ids, _, _ in reference],
             greedy(NEW_TOKENS, prompt_logprobs=0),
