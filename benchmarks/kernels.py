@@ -42,7 +42,9 @@ from kernels.lightning.torch_chunked import chunked_sequence  # noqa: E402
 
 H, D, KV_HEADS = 64, 128, 8
 # float32 inputs through 3xTF32 dots (timed beside the IEEE default; --sweep --install updates it)
-TF32X3_CFG: dict | None = dict(C=64, BV=64, num_warps=8, num_stages=2, PREC="tf32x3", UNROLL=1)
+TF32X3_CFG: dict | None = dict(
+    C=64, BV=64, num_warps=8, num_stages=2, PREC="tf32x3", UNROLL=1, EARLY=False
+)
 DEV = "cuda"  # --dry-run switches to the CPU (Triton interpreter, tiny shapes) to test this file
 PREFILL_SHAPES = [(1, 4096), (1, 16384), (1, 32768), (1, 131072), (16, 2048)]
 DECODE_BATCHES = [1, 16, 64, 256]
@@ -218,36 +220,26 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL")
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY")
     bf16_space = _cfgs(
         keys,
-        *[
-            (c, bv, w, st, "ieee", u)
-            for (c, bv, w, st, u) in [
-                (64, 64, 4, 3, 1),
-                (64, 64, 4, 2, 1),
-                (64, 64, 4, 3, 2),
-                (64, 64, 4, 2, 2),
-                (128, 64, 8, 2, 1),
-                (128, 64, 8, 2, 2),
-                (64, 64, 8, 3, 1),
-                (64, 64, 8, 2, 2),
-                (64, 32, 4, 3, 1),
-                (64, 32, 4, 2, 2),
-                (64, 128, 8, 2, 1),
-                (64, 128, 4, 2, 1),
-            ]
-        ],
+        (64, 64, 4, 3, "ieee", 1, False),
+        (64, 64, 4, 3, "ieee", 1, True),
+        (64, 64, 4, 4, "ieee", 1, False),
+        (64, 64, 4, 4, "ieee", 1, True),
+        (64, 64, 8, 3, "ieee", 1, True),
+        (64, 32, 4, 3, "ieee", 1, True),
     )
     fp32_space = _cfgs(
         keys,
-        (16, 32, 4, 1, "ieee", 1),
-        (32, 32, 4, 1, "ieee", 1),
-        (16, 64, 4, 1, "ieee", 1),
-        (16, 32, 8, 1, "ieee", 1),
-        (64, 64, 8, 2, "tf32x3", 1),
-        (64, 64, 4, 2, "tf32x3", 1),
-        (64, 64, 4, 3, "tf32x3", 1),
+        (32, 32, 4, 1, "ieee", 1, False),
+        (32, 64, 4, 1, "ieee", 1, False),
+        (64, 32, 4, 1, "ieee", 1, False),
+        (64, 64, 4, 1, "ieee", 1, False),
+        (32, 32, 8, 1, "ieee", 1, False),
+        (64, 64, 8, 1, "ieee", 1, False),
+        (64, 64, 8, 2, "tf32x3", 1, False),
+        (64, 64, 4, 3, "tf32x3", 1, False),
     )
     summary = {}
     best_bf16: list[dict] = []
@@ -257,8 +249,8 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         ("fp32 1x4K", torch.float32, 1, 4096, fp32_space),
     ]:
         if what == "bf16" and not tag.startswith("bf16"):
-            continue
-        space = space if space is not None else best_bf16[:6]
+            continue  # "prefill" runs every prefill set
+        space = space if space is not None else best_bf16[:3]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
         q, k, v, slopes, states, slots, cu, fresh = make_inputs(B, T, dtype)
@@ -298,7 +290,7 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], ["", "evict_first"]))
     if DEV != "cuda":
         dspace = dspace[:2]
-    for B in ([1, 256] if DEV == "cuda" else [1]) if what == "all" else []:
+    for B in ([1, 256] if DEV == "cuda" else [1]) if what == "all" else []:  # decode
         n_buf = max(2, 256 // B)
         q, k, v, slopes, _, _, _, _ = make_inputs(B, 1, torch.bfloat16)
         bufs = [torch.randn(B, H, D, D, device=DEV) * 0.05 for _ in range(n_buf)]
@@ -676,7 +668,7 @@ def main() -> None:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--bench", action="store_true")
-    ap.add_argument("--sweep-what", choices=["all", "bf16"], default="all")
+    ap.add_argument("--sweep-what", choices=["all", "prefill", "bf16"], default="all")
     ap.add_argument("--install", action="store_true", help="--sweep's winners become defaults")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU (interpreter)")
     ap.add_argument("--plot", type=Path, help="draw the PNG from this JSON and exit")

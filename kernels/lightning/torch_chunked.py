@@ -31,8 +31,10 @@ def _block_decays(log_lam: torch.Tensor, m: int) -> tuple[torch.Tensor, ...]:
     diff = r[:, None] - r[None, :]
     causal = diff >= 0
     mask = torch.exp(log_lam[:, None, None] * diff.clamp(min=0)) * causal  # [H, m, m]
-    blk = torch.exp(log_lam * m)[:, None, None]  # [H, 1, 1]  lam^m
-    return q_dec, k_dec, mask, blk
+    # 1 - lam^m, exact also for tiny slopes: a rounded lam^m applied once per block would bias
+    # long, slowly decaying sequences (S <- S - eps * S instead of S <- lam^m * S).
+    eps = (-torch.expm1(log_lam * m))[:, None, None]  # [H, 1, 1]
+    return q_dec, k_dec, mask, eps
 
 
 def chunked_sequence(
@@ -65,7 +67,7 @@ def chunked_sequence(
     C = block
     n_full = T // C
     if n_full:
-        q_dec, k_dec, mask, blk = _block_decays(log_lam, C)
+        q_dec, k_dec, mask, eps = _block_decays(log_lam, C)
         per_block = H * Dk * Dv * torch.finfo(dtype).bits // 8
         group = max(1, min(n_full, _GROUP_BYTES // per_block))
         for g0 in range(0, n_full, group):
@@ -79,17 +81,17 @@ def chunked_sequence(
             before = torch.empty_like(inc)
             for j in range(g):
                 before[:, j] = s
-                s = torch.addcmul(inc[:, j], blk, s)
+                s = torch.addcmul(inc[:, j], eps, s, value=-1).add_(s)
             o += (qb * q_dec[:, None, :, None]) @ before
             out[:, lo:hi] = o.reshape(H, g * C, Dv)
 
     m = T - n_full * C
     if m:
         lo = n_full * C
-        q_dec, k_dec, mask, blk = _block_decays(log_lam, m)
+        q_dec, k_dec, mask, eps = _block_decays(log_lam, m)
         qb, kb, vb = qh[:, lo:], kh[:, lo:], vh[:, lo:]
         o = (qb @ kb.transpose(-1, -2) * mask) @ vb + (qb * q_dec[..., None]) @ s
-        s = torch.addcmul((kb * k_dec[..., None]).transpose(-1, -2) @ vb, blk, s)
+        s = torch.addcmul((kb * k_dec[..., None]).transpose(-1, -2) @ vb, eps, s, value=-1).add_(s)
         out[:, lo:] = o
     return out.transpose(0, 1), s
 
@@ -133,11 +135,12 @@ def chunked_decode(
     if rows.numel() == 0:
         return out
     idx = slots[rows].long()
-    lam = torch.exp(-slopes.to(device=q.device, dtype=dtype)).view(1, -1, 1, 1)
+    # 1 - lam, exact for tiny slopes (see _block_decays)
+    eps = (-torch.expm1(-slopes.to(device=q.device, dtype=dtype))).view(1, -1, 1, 1)
     s = states[idx].to(dtype)  # [n, H, Dk, Dv]
     kt = k[rows].to(dtype)
     vt = v[rows].to(dtype)
-    s = torch.addcmul(kt.unsqueeze(-1) * vt.unsqueeze(-2), lam, s)
+    s = torch.addcmul(kt.unsqueeze(-1) * vt.unsqueeze(-2), eps, s, value=-1).add_(s)
     o = (q[rows].to(dtype).unsqueeze(-2) @ s).squeeze(-2)
     states[idx] = s.to(states.dtype)
     out[rows] = o.to(q.dtype)

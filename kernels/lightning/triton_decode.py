@@ -48,14 +48,18 @@ def _decode_kernel(
     if slot < 0:
         tl.store(o_ptrs, tl.zeros((BV,), dtype=OUT.dtype.element_ty))
     else:
-        lam = tl.exp(-tl.load(SLOPES + h).to(tl.float32))
+        x = -tl.load(SLOPES + h).to(tl.float32)
+        # S <- S - (1 - lam) S: 1 - lam is exact to float32 rounding even for tiny slopes, where
+        # a rounded lam applied once per generated token would drift over long generations.
+        series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+        eps = -tl.where(x > -1e-2, series, tl.exp(x) - 1.0)
         s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
         # Each state is read once and written once per step: no reuse to keep in L2.
         state = tl.load(s_ptrs, eviction_policy=EVICT).to(tl.float32)
         q = tl.load(Q + b * stride_qb + h * stride_qh + rk).to(tl.float32)
         k = tl.load(K + b * stride_kb + h * stride_kh + rk).to(tl.float32)
         v = tl.load(V + b * stride_vb + h * stride_vh + rv).to(tl.float32)
-        state = state * lam + k[:, None] * v[None, :]
+        state = state - state * eps + k[:, None] * v[None, :]
         tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
         o = tl.sum(q[:, None] * state, axis=0)
         tl.store(o_ptrs, o.to(OUT.dtype.element_ty))

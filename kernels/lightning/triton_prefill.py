@@ -45,6 +45,13 @@ def _operand(x, OP: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _expm1(x):
+    """exp(x) - 1 for x <= 0, accurate to float32 rounding also when x is tiny."""
+    series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+    return tl.where(x > -1e-2, series, tl.exp(x) - 1.0)
+
+
+@triton.jit
 def _block(
     q_ptrs,
     k_ptrs,
@@ -56,20 +63,23 @@ def _block(
     q_dec,
     intra_dec,
     k_dec,
-    blk_dec,
+    blk_eps,
     MASKED: tl.constexpr,
     EXACT: tl.constexpr,
     STATE_DOT_F32: tl.constexpr,
     OP: tl.constexpr,
     UPCAST: tl.constexpr,
     PREC: tl.constexpr,
+    EARLY: tl.constexpr,
 ):
     """One block of C rows: writes its outputs, returns the state after it.
 
     q and k go to the tensor cores untouched (straight from shared memory); the decays are
     applied to the rows of the q S product (lam^(r+1) is a per-row factor) and to the rows of v
     in the state update (K^T (lam^(m-1-r) * V) = (K * lam^(m-1-r))^T V, BV wide instead of D).
-    Only the last, partial block of a sequence is MASKED.
+    Only the last, partial block of a sequence is MASKED. The block decay enters as
+    blk_eps = 1 - lam^m (S <- S - blk_eps * S): lam^m itself, rounded to float32 and applied to
+    the state thousands of times, would bias long sequences with slow decay by ~1e-5.
     """
     if MASKED:
         live = (rc < n_rows)[:, None]
@@ -86,7 +96,7 @@ def _block(
         o = tl.dot(scores * intra_dec, v, input_precision=PREC)
         o += q_dec[:, None] * tl.dot(q, state, input_precision=PREC)
         vd = v * k_dec[:, None]
-        state = tl.dot(tl.trans(k), vd, state * blk_dec, input_precision=PREC)
+        state = tl.dot(tl.trans(k), vd, state - state * blk_eps, input_precision=PREC)
     else:
         # OP is the input dtype. Under the interpreter (whose bf16 dots are wrong) the operands
         # travel as float32, rounded as OP would be: the same arithmetic.
@@ -94,15 +104,18 @@ def _block(
             q = q.to(tl.float32)
             k = k.to(tl.float32)
             v = v.to(tl.float32)
-        scores = tl.dot(q, tl.trans(k))
-        o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v)
         if STATE_DOT_F32:
             inter = tl.dot(q.to(tl.float32), state, input_precision="tf32")
         else:
             inter = tl.dot(q, _operand(state, OP, UPCAST))
-        o += q_dec[:, None] * inter
-        vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
-        state = tl.dot(tl.trans(k), vd, state * blk_dec)
+        if EARLY:  # state update first: shortens the loop-carried chain
+            vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
+            state = tl.dot(tl.trans(k), vd, state - state * blk_eps)
+        scores = tl.dot(q, tl.trans(k))
+        o = tl.dot(_operand(scores * intra_dec, OP, UPCAST), v, q_dec[:, None] * inter)
+        if not EARLY:
+            vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
+            state = tl.dot(tl.trans(k), vd, state - state * blk_eps)
 
     if MASKED:
         tl.store(o_ptrs, o.to(o_ptrs.dtype.element_ty), mask=live)
@@ -141,6 +154,7 @@ def _prefill_kernel(
     UPCAST: tl.constexpr,
     PREC: tl.constexpr,
     UNROLL: tl.constexpr,
+    EARLY: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -168,7 +182,7 @@ def _prefill_kernel(
     diff = rcf[:, None] - rcf[None, :]
     intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
-    blk_dec = tl.exp(log_lam * C)
+    blk_eps = -_expm1(log_lam * C)
 
     q_ptrs = Q + h * stride_qh + (lo + rc)[:, None] * stride_qt + rk[None, :]
     k_ptrs = K + h * stride_kh + (lo + rc)[:, None] * stride_kt + rk[None, :]
@@ -188,13 +202,14 @@ def _prefill_kernel(
             q_dec,
             intra_dec,
             k_dec,
-            blk_dec,
+            blk_eps,
             False,
             EXACT,
             STATE_DOT_F32,
             OP,
             UPCAST,
             PREC,
+            EARLY,
         )
 
     rem = n - n_full * C
@@ -213,13 +228,14 @@ def _prefill_kernel(
             q_dec,
             intra_dec,
             k_dec_t,
-            tl.exp(log_lam * m),
+            -_expm1(log_lam * m),
             True,
             EXACT,
             STATE_DOT_F32,
             OP,
             UPCAST,
             PREC,
+            EARLY,
         )
 
     tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
@@ -234,14 +250,14 @@ def _interpreting() -> bool:
 
 # Launch configuration per input dtype, chosen by measurement on an H200 (see
 # benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
-# precision for float32 inputs; UNROLL: unroll factor of the block loop.
+# precision for float32 inputs; UNROLL: unroll factor of the block loop; EARLY: state update
+# issued before the intra-block products.
 CONFIGS: dict[torch.dtype, dict] = {
-    # 16K tokens, batch 1 (2026-11-28): 13.5 ms; "tf32x3" (C=64, BV=64, 8 warps, 2 stages) runs
-    # 2x faster at the same error (4.5e-7) but the contract for float32 is IEEE dots.
-    torch.float32: dict(C=16, BV=32, num_warps=4, num_stages=1, PREC="ieee", UNROLL=1),
-    # 16K tokens, batch 1: 0.417 ms.
-    torch.bfloat16: dict(C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1),
-    torch.float16: dict(C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1),
+    torch.float32: dict(C=32, BV=32, num_warps=4, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False),
+    torch.bfloat16: dict(
+        C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1, EARLY=False
+    ),
+    torch.float16: dict(C=64, BV=64, num_warps=4, num_stages=3, PREC="ieee", UNROLL=1, EARLY=False),
 }
 
 
@@ -307,6 +323,7 @@ def triton_prefill(
         UPCAST=_interpreting(),
         PREC=cfg["PREC"],
         UNROLL=cfg["UNROLL"],
+        EARLY=cfg["EARLY"],
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
