@@ -314,7 +314,10 @@ class Engine:
             llm, self._llm = self._llm, None
             if llm is not None:
                 try:
-                    await anyio.to_thread.run_sync(llm.shutdown)
+                    # On the loop thread on purpose: shutdown cancels vLLM's output-handler
+                    # task before the engine process goes, so the handler never sees a dead
+                    # engine (from a worker thread it did, and logged EngineDeadError).
+                    llm.shutdown()
                 except Exception:
                     log.exception("engine: error during vLLM shutdown")
                 # AsyncLLM.__del__ shuts down a second time, possibly during interpreter
