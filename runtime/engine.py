@@ -198,12 +198,13 @@ class Engine:
         self._counters = _Counters()
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) for tokens/s
         self._info: dict[str, Any] = {}
+        self._closed = False
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Load the model; returns when ready or failed. Run it as a background task."""
-        if self.state != "stopped":
+        if self.state != "stopped" or self._closed:  # one life per Engine
             return
         self.state = "loading"
         self._load_started = time.monotonic()
@@ -213,6 +214,9 @@ class Engine:
             # stop() ends that thread's engine processes instead.
             await anyio.to_thread.run_sync(self._build, abandon_on_cancel=True)
         except Exception as exc:  # a load failure must not kill the server: report it
+            if self.state == "stopping":  # stop() ended the loading engine on purpose
+                log.info("engine: loading interrupted by shutdown")
+                return
             self.error = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             log.exception("engine: failed to start")
@@ -299,6 +303,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Shut vLLM down and make sure no engine process outlives us. Safe to call twice."""
+        self._closed = True
         if self.state in ("stopped", "stopping"):
             return
         was_loading = self.state == "loading"
