@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from vllm.compilation.decorators import support_torch_compile
 from vllm.config import VllmConfig
 from vllm.distributed import get_tensor_model_parallel_world_size
 from vllm.model_executor.layers.attention import Attention
@@ -151,6 +152,8 @@ class DecoderLayer(nn.Module):
         return (h if self.postnorm else x) * self.mlp_alpha + moe * self.mlp_beta
 
 
+# Compiled by vLLM (CUDA graphs on GPUs); the lightning op is opaque and splits the graph.
+@support_torch_compile(dynamic_arg_dims={"input_ids": 0, "positions": -1, "inputs_embeds": 0})
 class MiniMaxM1Model(nn.Module):
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__()
