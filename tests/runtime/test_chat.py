@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,16 @@ TOOLS = [
 ]
 
 
+@cache
+def _tokenizer():
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+
+
 @pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
 @pytest.mark.parametrize("tools", [None, TOOLS])
 def test_render_matches_tokenizer_chat_template(index: int, tools: list | None) -> None:
-    transformers = pytest.importorskip("transformers")
-    tok = transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    tok = _tokenizer()
     messages = CONVERSATIONS[index]
     as_dicts = []
     for m in messages:
