@@ -45,6 +45,13 @@ async def test_session_tools_progress_cancel_and_bad_input(tmp_path) -> None:
             harness.check_result_against_schema(
                 await client.call_tool(name, args), tools[name].output_schema
             )
+        (root / "notes.md").write_text("# Q3\nSales rose. Costs fell. Hiring paused.\n")
+        insights = await client.call_tool(
+            "analyze_document", {"path": "notes.md", "mode": "insights"}
+        )
+        harness.check_result_against_schema(insights, tools["analyze_document"].output_schema)
+        assert insights.structured_content["insights"] is not None
+        assert insights.structured_content["summary"] is None
 
         # Cancel mid-generation: the engine drops the request.
         started = anyio.Event()
