@@ -223,10 +223,11 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY")
     bf16_space = _cfgs(
         keys,
-        (64, 64, 4, 3, "ieee", 1, False),
-        (64, 64, 4, 3, "ieee", 1, True),
-        (64, 64, 4, 4, "ieee", 1, False),
         (64, 64, 4, 4, "ieee", 1, True),
+        (64, 64, 4, 5, "ieee", 1, True),
+        (64, 64, 4, 5, "ieee", 1, False),
+        (64, 64, 4, 4, "ieee", 1, False),
+        (64, 64, 4, 3, "ieee", 1, False),
         (64, 64, 8, 3, "ieee", 1, True),
         (64, 32, 4, 3, "ieee", 1, True),
     )
