@@ -136,7 +136,9 @@ class LightningAttention(nn.Module, MambaBase):
         x = hidden_states[:n]
 
         qkv, _ = self.qkv_proj(x)
-        qkv = F.silu(qkv.float()).view(n, self.num_local_heads, 3 * self.head_dim)
+        # silu in float32, then back to the model dtype: the kernels take bf16 q/k/v at full
+        # speed and still accumulate the state in float32.
+        qkv = F.silu(qkv.float()).to(qkv.dtype).view(n, self.num_local_heads, 3 * self.head_dim)
         q, k, v = qkv.split(self.head_dim, dim=-1)
 
         if metadata is None:
