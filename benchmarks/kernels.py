@@ -593,20 +593,22 @@ def table(rows: list[dict], meta: dict | None = None) -> str:
         "\nDecode, one lightning layer, µs per call (CUDA-graph replay unless noted; rel err):\n"
     )
     out.append(
-        "| sequences | m1 bf16 | m1 fp32 | m1 eager bf16 | fla bf16 (eager) | vLLM fp32 | "
+        "| sequences | m1 bf16 | m1 fp32 | m1 eager bf16 | fla bf16 | fla bf16 eager | vLLM fp32 | "
         "state floor | m1 % of copy bw | anchor fla / vLLM |"
     )
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b in DECODE_BATCHES:
         m1b = get("decode", b, "m1", "bf16")
         fl = get("decode", b, "hbm-floor", "fp32-state")
         pct = f"{100 * fl['ms'] / m1b['ms']:.0f}%" if m1b and fl else "–"
         eager = f"{m1b['eager_ms'] * 1e3:.1f}" if m1b and m1b.get("eager_ms") else "–"
         vl = get("decode", b, "vllm", "fp32")
+        fla_b = get("decode", b, "fla", "bf16")
+        fla_graph = f"{fla_b['graph_ms'] * 1e3:.3f}" if fla_b and fla_b.get("graph_ms") else "–"
         anc = ANCHOR_DECODE_US.get(b, (math.nan, math.nan))
         out.append(
             f"| {b} | {fmt(m1b, 1e3)} | {fmt(get('decode', b, 'm1', 'fp32'), 1e3)} | {eager} | "
-            f"{fmt(get('decode', b, 'fla', 'bf16'), 1e3)} | {fmt(vl, 1e3) if vl else '(absent)'} | "
+            f"{fla_graph} | {fmt(fla_b, 1e3)} | {fmt(vl, 1e3) if vl else '(absent)'} | "
             f"{fmt(fl, 1e3)} | {pct} | {anc[0]:g} / {anc[1]:g} |"
         )
     return "\n".join(out) + "\n"
@@ -672,7 +674,7 @@ def main() -> None:
     ap.add_argument("--sweep-what", choices=["all", "prefill", "bf16"], default="all")
     ap.add_argument("--install", action="store_true", help="--sweep's winners become defaults")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU (interpreter)")
-    ap.add_argument("--plot", type=Path, help="draw the PNG from this JSON and exit")
+    ap.add_argument("--plot", type=Path, help="draw the PNG and the table from this JSON; exit")
     ap.add_argument(
         "--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "benchmarks" / "results"))
     )
@@ -680,7 +682,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plot:
         rows = json.loads(args.plot.read_text())
-        plot(rows, args.plot.with_suffix(".png"))
+        meta_path = args.plot.with_suffix(".meta.json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        md = table(rows, meta)
+        args.plot.with_suffix(".md").write_text(md)
+        print(md)
+        try:
+            plot(rows, args.plot.with_suffix(".png"))
+        except ImportError as exc:
+            print(f"no plot: {exc!r}", file=sys.stderr)
         return
     if args.dry_run:
         global DEV, H, D, KV_HEADS, PREFILL_SHAPES, DECODE_BATCHES

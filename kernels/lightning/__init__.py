@@ -15,6 +15,12 @@ from kernels.lightning.reference import recurrence, reference_decode, reference_
 from kernels.lightning.torch_chunked import chunked_decode, chunked_prefill
 
 
+def _triton_ok(q: torch.Tensor, states: torch.Tensor) -> bool:
+    """CUDA tensors take the Triton kernels, except float64 (the chunked torch code runs on any
+    device and is the float64 path)."""
+    return q.is_cuda and q.dtype != torch.float64 and states.dtype == torch.float32
+
+
 def lightning_prefill(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -32,7 +38,7 @@ def lightning_prefill(
     states[slots[b]] (zero if fresh[b]) and writes its final state back there; cu_seqlens: [B+1]
     token offsets. Returns out [T, H, D] in q's dtype.
     """
-    if q.is_cuda:
+    if _triton_ok(q, states):
         from kernels.lightning.triton_prefill import triton_prefill
 
         return triton_prefill(q, k, v, slopes, states, slots, cu_seqlens, fresh)
@@ -52,7 +58,7 @@ def lightning_decode(
     Rows with slots[b] < 0 are padding: their state is untouched and their output is zero.
     Returns [B, H, D] in q's dtype.
     """
-    if q.is_cuda:
+    if _triton_ok(q, states):
         from kernels.lightning.triton_decode import triton_decode
 
         return triton_decode(q, k, v, slopes, states, slots)
