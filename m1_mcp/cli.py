@@ -40,7 +40,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             and all(isinstance(a, str) for a in get_args(annotation))
         ):
             choices = list(get_args(annotation))
-        if annotation is bool:
+        if annotation in (bool, bool | None):
             parser.add_argument(
                 flag,
                 dest=name,

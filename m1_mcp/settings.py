@@ -47,7 +47,11 @@ class Settings(BaseModel):
     kv_cache_gib: float | None = Field(
         None, gt=0, le=4096, description="KV cache size in GiB on CPU (overrides memory_fraction)"
     )
-    enforce_eager: bool = Field(True, description="Skip graph capture/compilation (faster start)")
+    enforce_eager: bool | None = Field(
+        None,
+        description="Skip torch.compile and CUDA graphs; unset: eager on CPU (starts in ~20 s "
+        "instead of ~35 s), compiled on GPUs (faster decode)",
+    )
 
     # admission control
     max_concurrent: int = Field(8, ge=1, le=1024, description="Generations running at once")

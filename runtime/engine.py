@@ -58,7 +58,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None
-    enforce_eager: bool = True
+    enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs
     max_concurrent: int = 8
     max_queue: int = 32
     log_level: str = "INFO"
@@ -256,7 +256,11 @@ class Engine:
                 tensor_parallel_size=tp,
                 distributed_executor_backend="mp" if tp > 1 else None,
                 gpu_memory_utilization=self.config.memory_fraction,
-                enforce_eager=self.config.enforce_eager,
+                enforce_eager=(
+                    current_platform.is_cpu()
+                    if self.config.enforce_eager is None
+                    else self.config.enforce_eager
+                ),
                 max_num_seqs=max(self.config.max_concurrent, 1),
                 disable_log_stats=True,
                 enable_prefix_caching=False,
