@@ -11,7 +11,6 @@ Without post-norm the residual is the un-normed ``x``. ``attn`` is a lightning l
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import torch
@@ -176,10 +175,6 @@ class MiniMaxM1Model(nn.Module):
         return self.norm(x)
 
 
-# Checkpoint spellings mapped onto this module's parameter names.
-# transformers' in-library MiniMax calls the MoE block `mlp` and its router `mlp.gate`.
-_RENAMES = [(re.compile(r"\.mlp\.gate\.weight$"), ".block_sparse_moe.gate.weight"),
-            (re.compile(r"\.mlp\.experts\."), ".block_sparse_moe.experts.")]
 # Softmax layers' q/k/v projections load into one fused QKV matrix.
 _STACKED = {".q_proj.": "q", ".k_proj.": "k", ".v_proj.": "v"}
 
@@ -288,15 +283,18 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
         return loaded
 
 
+# Buffers that exporters save beside the weights (transformers writes its lightning decay tables
+# and RoPE frequencies): derived from the config, recomputed here, never loaded.
+_DERIVED = (".rotary_emb.inv_freq", ".slope_rate", ".query_decay", ".key_decay", ".diagonal_decay")
+
+
 def _canonical_name(name: str) -> str | None:
-    """Map a checkpoint tensor name onto this module's spelling; None for tensors to skip."""
-    # Precomputed RoPE tables and decay buffers some exporters save are derived, not learned.
-    if name.endswith((".rotary_emb.inv_freq", ".slope_rate", ".query_decay", ".key_decay",
-                      ".diagonal_decay")):
-        return None
-    for pattern, replacement in _RENAMES:
-        name = pattern.sub(replacement, name)
-    return name
+    """The parameter name a checkpoint tensor loads into; None for derived buffers.
+
+    M1's checkpoints and transformers' in-library MiniMax (as `save_pretrained` writes it) use
+    the same tensor names, so only the derived buffers need handling.
+    """
+    return None if name.endswith(_DERIVED) else name
 
 
 def _brief(names: list[str], limit: int = 12) -> str:
