@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernels import lightning_decode  # noqa: E402
+from kernels.lightning.slopes import lightning_slopes  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 64, 8, 128
 
@@ -60,7 +61,7 @@ def measure_case(
     device: str,
 ) -> dict[str, float]:
     gen = torch.Generator(device=device).manual_seed(batch * 7 + context)
-    slopes = torch.tensor([2.0 ** (-8 * (i + 1) / heads) for i in range(heads)], device=device)
+    slopes = torch.tensor(lightning_slopes(heads, 0, 80), device=device)  # M1's first layer
     q = torch.randn(batch, heads, 1, dim, device=device, dtype=kv_dtype, generator=gen)
     k_cache = torch.randn(batch, kv_heads, context, dim, device=device, dtype=kv_dtype,
                           generator=gen)

@@ -29,7 +29,8 @@ from vllm.v1.attention.backends.linear_attn import LinearAttentionMetadata
 from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 
 import kernels
-from runtime.config import M1Architecture, lightning_slopes
+from kernels.lightning.slopes import lightning_slopes
+from runtime.config import M1Architecture
 
 # The recurrence's state stays float32 whatever the model dtype: it sums thousands of
 # decayed outer products, and bf16 would lose the slow-decaying heads' history.

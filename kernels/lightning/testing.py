@@ -6,26 +6,16 @@ import math
 
 import torch
 
-
-def alibi_slopes(num_heads: int) -> list[float]:
-    """ALiBi's per-head slopes (power-of-two head counts exactly, others interpolated)."""
-
-    def pow2(n: int) -> list[float]:
-        r = 2.0 ** (-8.0 / n)
-        return [r ** (i + 1) for i in range(n)]
-
-    if math.log2(num_heads).is_integer():
-        return pow2(num_heads)
-    base = 2 ** math.floor(math.log2(num_heads))
-    return pow2(base) + pow2(2 * base)[0::2][: num_heads - base]
+from kernels.lightning.slopes import lightning_slopes
 
 
 def layer_slopes(
     num_heads: int, layer_idx: int, num_layers: int, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
-    """M1's per-layer slopes: ALiBi's, scaled by (1 - layer_idx / (num_layers - 1) + 1e-5)."""
-    scale = 1.0 + 1e-5 if num_layers <= 1 else 1.0 - layer_idx / (num_layers - 1) + 1e-5
-    return torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=device) * scale
+    """M1's slopes for one layer as a float32 tensor (see `kernels.lightning.slopes`)."""
+    return torch.tensor(
+        lightning_slopes(num_heads, layer_idx, num_layers), dtype=torch.float32, device=device
+    )
 
 
 def random_qkv(

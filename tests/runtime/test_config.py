@@ -1,4 +1,4 @@
-"""runtime.config: both config spellings, ALiBi slopes, per-layer decay."""
+"""runtime.config (both config spellings) and kernels.lightning.slopes (per-layer decay)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import math
 import pytest
 from transformers import AutoConfig, MiniMaxConfig
 
+from kernels.lightning.slopes import alibi_slopes, lightning_slopes
 from runtime.checkpoints import configs_dir
-from runtime.config import (
-    LIGHTNING,
-    SOFTMAX,
-    MiniMaxM1Config,
-    alibi_slopes,
-    architecture_of,
-    lightning_slopes,
-)
+from runtime.config import LIGHTNING, SOFTMAX, MiniMaxM1Config, architecture_of
 
 
 def test_released_m1_config_reads_as_m1():
