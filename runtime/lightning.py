@@ -31,11 +31,11 @@ from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 import kernels
 from kernels.lightning.slopes import lightning_slopes
 from runtime.config import M1Architecture
+from runtime.plugin import LIGHTNING_OP_NAME
 
 # The recurrence's state stays float32 whatever the model dtype: it sums thousands of
 # decayed outer products, and bf16 would lose the slow-decaying heads' history.
 STATE_DTYPE = torch.float32
-OP_NAME = "m1_lightning_attention"
 
 
 def lightning_state_shape(arch: M1Architecture, tp_size: int) -> tuple[int, int, int]:
@@ -126,6 +126,7 @@ class LightningAttention(nn.Module, MambaBase):
     # --- forward ------------------------------------------------------------------------
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         output = torch.empty_like(hidden_states)
+        # The op registered at the bottom of this module under LIGHTNING_OP_NAME.
         torch.ops.vllm.m1_lightning_attention(hidden_states, output, self.prefix)
         return output
 
@@ -199,7 +200,7 @@ def _lightning_op_fake(hidden_states: torch.Tensor, output: torch.Tensor, layer_
 
 
 direct_register_custom_op(
-    op_name=OP_NAME,
+    op_name=LIGHTNING_OP_NAME,
     op_func=_lightning_op,
     mutates_args=["output"],
     fake_impl=_lightning_op_fake,

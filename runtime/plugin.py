@@ -8,7 +8,9 @@ from __future__ import annotations
 
 ARCHITECTURES = ("MiniMaxM1ForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxForCausalLM")
 MODEL_CLASS = "runtime.model:MiniMaxM1ForCausalLM"
-LIGHTNING_OP = "vllm::m1_lightning_attention"
+# The custom op runtime.lightning registers in vLLM's op library (torch.ops.vllm.<name>).
+LIGHTNING_OP_NAME = "m1_lightning_attention"
+LIGHTNING_OP = f"vllm::{LIGHTNING_OP_NAME}"
 
 
 def register() -> None:
