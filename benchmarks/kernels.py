@@ -220,33 +220,40 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY")
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "WS")
     bf16_space = _cfgs(
         keys,
-        (64, 64, 4, 4, "ieee", 1, True),
-        (64, 64, 4, 5, "ieee", 1, True),
-        (64, 64, 4, 5, "ieee", 1, False),
-        (64, 64, 4, 4, "ieee", 1, False),
-        (64, 64, 4, 3, "ieee", 1, False),
-        (64, 64, 8, 3, "ieee", 1, True),
-        (64, 32, 4, 3, "ieee", 1, True),
+        (64, 64, 4, 4, "ieee", 1, True, False, False),
+        (64, 64, 4, 4, "ieee", 1, True, True, False),
+        (64, 64, 4, 3, "ieee", 1, True, True, False),
+        (64, 64, 4, 5, "ieee", 1, True, True, False),
+        (64, 64, 4, 2, "ieee", 1, True, True, False),
+        (64, 64, 4, 4, "ieee", 1, False, True, False),
+        (64, 64, 4, 5, "ieee", 1, True, False, False),
+        (64, 64, 8, 3, "ieee", 1, True, True, False),
+        (64, 32, 4, 3, "ieee", 1, True, True, False),
+        (64, 32, 4, 4, "ieee", 1, True, True, False),
+        (128, 64, 8, 2, "ieee", 1, True, True, False),
+        (64, 64, 4, 2, "ieee", 1, True, True, True),
+        (64, 64, 4, 3, "ieee", 1, True, True, True),
     )
     fp32_space = _cfgs(
         keys,
-        (32, 32, 4, 1, "ieee", 1, False),
-        (32, 64, 4, 1, "ieee", 1, False),
-        (64, 32, 4, 1, "ieee", 1, False),
-        (64, 64, 4, 1, "ieee", 1, False),
-        (32, 32, 8, 1, "ieee", 1, False),
-        (64, 64, 8, 1, "ieee", 1, False),
-        (64, 64, 8, 2, "tf32x3", 1, False),
-        (64, 64, 4, 3, "tf32x3", 1, False),
+        (32, 32, 4, 1, "ieee", 1, False, False, False),
+        (32, 32, 8, 1, "ieee", 1, False, False, False),
+        (32, 32, 8, 2, "ieee", 1, False, True, False),
+        (32, 64, 8, 2, "ieee", 1, False, True, False),
+        (64, 64, 8, 1, "ieee", 1, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, True, False),
+        (64, 64, 4, 3, "tf32x3", 1, False, True, False),
     )
     summary = {}
     best_bf16: list[dict] = []
     for tag, dtype, B, T, space in [
         ("bf16 1x16K", torch.bfloat16, 1, 16384, bf16_space),
         ("bf16 16x2K", torch.bfloat16, 16, 2048, None),
+        ("bf16 1x128K", torch.bfloat16, 1, 131072, None),
         ("fp32 1x4K", torch.float32, 1, 4096, fp32_space),
     ]:
         if what == "bf16" and not tag.startswith("bf16"):
@@ -287,8 +294,8 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         pre.CONFIGS[torch.bfloat16] = best_bf16[0]
         pre.CONFIGS[torch.float16] = best_bf16[0]
 
-    dkeys = ("BV", "num_warps", "EVICT")
-    dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], ["", "evict_first"]))
+    dkeys = ("BV", "num_warps", "HEADS_FIRST", "STORE")
+    dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], [False, True], ["", ".cs"]))
     if DEV != "cuda":
         dspace = dspace[:2]
     for B in ([1, 256] if DEV == "cuda" else [1]) if what == "all" else []:  # decode

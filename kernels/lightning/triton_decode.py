@@ -36,9 +36,17 @@ def _decode_kernel(
     D: tl.constexpr,
     BV: tl.constexpr,
     EVICT: tl.constexpr,
+    STORE: tl.constexpr,
+    HEADS_FIRST: tl.constexpr,
 ):
-    b = tl.program_id(0)
-    h = tl.program_id(1)
+    # HEADS_FIRST: neighbouring programs take neighbouring heads of one row, whose states are
+    # adjacent in memory, so the programs in flight stream through few DRAM pages.
+    if HEADS_FIRST:
+        h = tl.program_id(0)
+        b = tl.program_id(1)
+    else:
+        b = tl.program_id(0)
+        h = tl.program_id(1)
     iv = tl.program_id(2)
     rk = tl.arange(0, D)
     rv = iv * BV + tl.arange(0, BV)
@@ -60,17 +68,18 @@ def _decode_kernel(
         k = tl.load(K + b * stride_kb + h * stride_kh + rk).to(tl.float32)
         v = tl.load(V + b * stride_vb + h * stride_vh + rv).to(tl.float32)
         state = state - state * eps + k[:, None] * v[None, :]
-        tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
+        tl.store(s_ptrs, state.to(STATES.dtype.element_ty), cache_modifier=STORE)
         o = tl.sum(q[:, None] * state, axis=0)
         tl.store(o_ptrs, o.to(OUT.dtype.element_ty))
 
 
 # Chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md). BV: D_v slice per program;
-# EVICT: cache eviction hint for the state load ("" = default). Few rows want many small
-# programs (latency: 4.5 us at one sequence with BV=32); many rows want wide ones (bandwidth:
-# 561 us at 256 sequences with BV=128, 4 warps, against 569 us with BV=64, 8 warps).
-CONFIG_FEW: dict = dict(BV=32, num_warps=8, EVICT="")
-CONFIG_MANY: dict = dict(BV=128, num_warps=4, EVICT="")
+# EVICT: cache eviction hint for the state load ("" = default); STORE: cache modifier of the
+# state store ("" = default, ".cs" = streaming); HEADS_FIRST: program order (see the kernel).
+# Few rows want many small programs (latency: 4.5 us at one sequence with BV=32); many rows want
+# wide ones (bandwidth: 561 us at 256 sequences with BV=128, 4 warps; 569 us with BV=64, 8 warps).
+CONFIG_FEW: dict = dict(BV=32, num_warps=8, EVICT="", STORE="", HEADS_FIRST=False)
+CONFIG_MANY: dict = dict(BV=128, num_warps=4, EVICT="", STORE="", HEADS_FIRST=False)
 MANY_ROWS = 64  # rows (sequences) from which CONFIG_MANY is used
 
 
@@ -96,7 +105,8 @@ def triton_decode(
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     if B == 0:
         return out
-    grid = (B, H, triton.cdiv(D, BV))
+    heads_first = bool(cfg.get("HEADS_FIRST"))
+    grid = (H, B, triton.cdiv(D, BV)) if heads_first else (B, H, triton.cdiv(D, BV))
     _decode_kernel[grid](
         q,
         k,
@@ -117,7 +127,9 @@ def triton_decode(
         states.stride(1),
         D=D,
         BV=BV,
-        EVICT=cfg["EVICT"],
+        EVICT=cfg.get("EVICT", ""),
+        STORE=cfg.get("STORE", ""),
+        HEADS_FIRST=heads_first,
         num_warps=cfg["num_warps"],
     )
     return out

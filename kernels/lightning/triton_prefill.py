@@ -23,6 +23,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 
 @triton.jit
@@ -52,19 +53,32 @@ def _expm1(x):
 
 
 @triton.jit
+def _load_block(ptrs, desc, row, col, n_rows, rc, MASKED: tl.constexpr, TMA: tl.constexpr):
+    """Rows [row, row + C) of one head's q, k or v (or its D_v slice at col).
+
+    Full blocks come through the tensor-memory accelerator when TMA is set (bulk copies into
+    shared memory: no per-thread address arithmetic, no registers held by loads in flight);
+    the masked tail block always uses plain loads, since its rows end inside the packed batch.
+    """
+    if MASKED:
+        x = tl.load(ptrs, mask=(rc < n_rows)[:, None], other=0.0)
+    elif TMA:
+        x = desc.load([row.to(tl.int32), col])
+    else:
+        x = tl.load(ptrs)
+    return x
+
+
+@triton.jit
 def _block(
-    q_ptrs,
-    k_ptrs,
-    v_ptrs,
-    o_ptrs,
-    n_rows,
-    rc,
+    q,
+    k,
+    v,
     state,
     q_dec,
     intra_dec,
     k_dec,
     blk_eps,
-    MASKED: tl.constexpr,
     EXACT: tl.constexpr,
     STATE_DOT_F32: tl.constexpr,
     OP: tl.constexpr,
@@ -72,25 +86,15 @@ def _block(
     PREC: tl.constexpr,
     EARLY: tl.constexpr,
 ):
-    """One block of C rows: writes its outputs, returns the state after it.
+    """One block of C rows: returns its outputs and the state after it.
 
     q and k go to the tensor cores untouched (straight from shared memory); the decays are
     applied to the rows of the q S product (lam^(r+1) is a per-row factor) and to the rows of v
     in the state update (K^T (lam^(m-1-r) * V) = (K * lam^(m-1-r))^T V, BV wide instead of D).
-    Only the last, partial block of a sequence is MASKED. The block decay enters as
-    blk_eps = 1 - lam^m (S <- S - blk_eps * S): lam^m itself, rounded to float32 and applied to
-    the state thousands of times, would bias long sequences with slow decay by ~1e-5.
+    The block decay enters as blk_eps = 1 - lam^m (S <- S - blk_eps * S): lam^m itself, rounded
+    to float32 and applied to the state thousands of times, would bias long sequences with slow
+    decay by ~1e-5. Rows past the end of a sequence arrive as zeros and contribute nothing.
     """
-    if MASKED:
-        live = (rc < n_rows)[:, None]
-        q = tl.load(q_ptrs, mask=live, other=0.0)
-        k = tl.load(k_ptrs, mask=live, other=0.0)
-        v = tl.load(v_ptrs, mask=live, other=0.0)
-    else:
-        q = tl.load(q_ptrs)
-        k = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
-
     if EXACT:
         scores = tl.dot(q, tl.trans(k), input_precision=PREC)
         o = tl.dot(scores * intra_dec, v, input_precision=PREC)
@@ -116,12 +120,7 @@ def _block(
         if not EARLY:
             vd = _operand(v.to(tl.float32) * k_dec[:, None], OP, UPCAST)
             state = tl.dot(tl.trans(k), vd, state - state * blk_eps)
-
-    if MASKED:
-        tl.store(o_ptrs, o.to(o_ptrs.dtype.element_ty), mask=live)
-    else:
-        tl.store(o_ptrs, o.to(o_ptrs.dtype.element_ty))
-    return state
+    return o, state
 
 
 @triton.jit
@@ -130,6 +129,10 @@ def _prefill_kernel(
     K,
     V,
     OUT,
+    QD,
+    KD,
+    VD,
+    OD,
     STATES,
     SLOPES,
     SLOTS,
@@ -155,6 +158,8 @@ def _prefill_kernel(
     PREC: tl.constexpr,
     UNROLL: tl.constexpr,
     EARLY: tl.constexpr,
+    TMA: tl.constexpr,
+    WS: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -184,58 +189,47 @@ def _prefill_kernel(
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
     blk_eps = -_expm1(log_lam * C)
 
+    # Pointers of the block's rows (plain loads), and the head's first column in the row-major
+    # [T, row stride] matrices the descriptors describe (TMA).
     q_ptrs = Q + h * stride_qh + (lo + rc)[:, None] * stride_qt + rk[None, :]
     k_ptrs = K + h * stride_kh + (lo + rc)[:, None] * stride_kt + rk[None, :]
     v_ptrs = V + h * stride_vh + (lo + rc)[:, None] * stride_vt + rv[None, :]
     o_ptrs = OUT + h * stride_oh + (lo + rc)[:, None] * stride_ot + rv[None, :]
+    q_col = (h * stride_qh).to(tl.int32)
+    k_col = (h * stride_kh).to(tl.int32)
+    v_col = (h * stride_vh + iv * BV).to(tl.int32)
+    o_col = (h * stride_oh + iv * BV).to(tl.int32)
     n_full = n // C
-    for i in tl.range(0, n_full, loop_unroll_factor=UNROLL):
+    for i in tl.range(0, n_full, loop_unroll_factor=UNROLL, warp_specialize=WS):
         start = i * C
-        state = _block(
-            q_ptrs + start * stride_qt,
-            k_ptrs + start * stride_kt,
-            v_ptrs + start * stride_vt,
-            o_ptrs + start * stride_ot,
-            C,
-            rc,
-            state,
-            q_dec,
-            intra_dec,
-            k_dec,
-            blk_eps,
-            False,
-            EXACT,
-            STATE_DOT_F32,
-            OP,
-            UPCAST,
-            PREC,
-            EARLY,
-        )
+        row = lo + start
+        q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, C, rc, False, TMA)
+        k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, C, rc, False, TMA)
+        v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, C, rc, False, TMA)
+        o, state = _block(
+            q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
+            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
+        )  # fmt: skip
+        if TMA:
+            OD.store([row.to(tl.int32), o_col], o.to(OD.dtype))
+        else:
+            tl.store(o_ptrs + start * stride_ot, o.to(o_ptrs.dtype.element_ty))
 
     rem = n - n_full * C
     if rem > 0:  # the last, partial block: its k decay and block decay depend on its length
         start = n_full * C
+        row = lo + start
         m = rem.to(tl.float32)
         k_dec_t = tl.where(rc < rem, tl.exp(log_lam * tl.maximum(m - 1.0 - rcf, 0.0)), 0.0)
-        state = _block(
-            q_ptrs + start * stride_qt,
-            k_ptrs + start * stride_kt,
-            v_ptrs + start * stride_vt,
-            o_ptrs + start * stride_ot,
-            rem,
-            rc,
-            state,
-            q_dec,
-            intra_dec,
-            k_dec_t,
-            -_expm1(log_lam * m),
-            True,
-            EXACT,
-            STATE_DOT_F32,
-            OP,
-            UPCAST,
-            PREC,
-            EARLY,
+        q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, rem, rc, True, TMA)
+        k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, rem, rc, True, TMA)
+        v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, rem, rc, True, TMA)
+        o, state = _block(
+            q, k, v, state, q_dec, intra_dec, k_dec_t, -_expm1(log_lam * m),
+            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
+        )  # fmt: skip
+        tl.store(
+            o_ptrs + start * stride_ot, o.to(o_ptrs.dtype.element_ty), mask=(rc < rem)[:, None]
         )
 
     tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
@@ -251,15 +245,67 @@ def _interpreting() -> bool:
 # Launch configuration per input dtype, chosen by measurement on an H200 (see
 # benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
 # precision for float32 inputs; UNROLL: unroll factor of the block loop; EARLY: state update
-# issued before the intra-block products.
+# issued before the intra-block products; TMA: full blocks move through the tensor-memory
+# accelerator (Hopper and later); WS: Triton's warp specialisation of the block loop.
 CONFIGS: dict[torch.dtype, dict] = {
     # 16K tokens, batch 1 (2026-11-28): 63.6 ms, rel err 3.1e-7. PREC="tf32x3" with C=64, BV=64,
     # 8 warps, 2 stages runs 11x faster (5.9 ms) at 4.5e-7, but float32's contract is IEEE dots.
-    torch.float32: dict(C=32, BV=32, num_warps=8, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False),
+    torch.float32: dict(
+        C=32,
+        BV=32,
+        num_warps=8,
+        num_stages=1,
+        PREC="ieee",
+        UNROLL=1,
+        EARLY=False,
+        TMA=False,
+        WS=False,
+    ),
     # 16K tokens, batch 1: 0.390 ms (fla's chunk kernel 0.744 ms in the same run).
-    torch.bfloat16: dict(C=64, BV=64, num_warps=4, num_stages=4, PREC="ieee", UNROLL=1, EARLY=True),
-    torch.float16: dict(C=64, BV=64, num_warps=4, num_stages=4, PREC="ieee", UNROLL=1, EARLY=True),
+    torch.bfloat16: dict(
+        C=64,
+        BV=64,
+        num_warps=4,
+        num_stages=4,
+        PREC="ieee",
+        UNROLL=1,
+        EARLY=True,
+        TMA=False,
+        WS=False,
+    ),
+    torch.float16: dict(
+        C=64,
+        BV=64,
+        num_warps=4,
+        num_stages=4,
+        PREC="ieee",
+        UNROLL=1,
+        EARLY=True,
+        TMA=False,
+        WS=False,
+    ),
 }
+
+
+def _tma_ok(x: torch.Tensor) -> bool:
+    """Whether the TMA unit can move tiles of x [T, H, D]: a GPU that has it (or the
+    interpreter), a 16-byte aligned base and row stride, heads in order along a row."""
+    on_gpu_with_tma = x.is_cuda and torch.cuda.get_device_capability(x.device)[0] >= 9
+    return (
+        (on_gpu_with_tma or _interpreting())
+        and x.shape[0] > 0
+        and x.stride(1) >= x.shape[2]
+        and x.data_ptr() % 16 == 0
+        and (x.stride(0) * x.element_size()) % 16 == 0
+    )
+
+
+def _rows_descriptor(x: torch.Tensor, rows: int, cols: int) -> TensorDescriptor:
+    """x [T, H, D] as the row-major matrix its rows live in, [T, (H - 1) * stride_h + D]
+    (head h starts at column h * stride_h; this also covers q, k, v as views of one fused
+    projection), moved in tiles of rows x cols."""
+    T, H, D = x.shape
+    return TensorDescriptor(x, [T, (H - 1) * x.stride(1) + D], [x.stride(0), 1], [rows, cols])
 
 
 def triton_prefill(
@@ -294,12 +340,19 @@ def triton_prefill(
     if B == 0:
         return out
     fresh_u8 = fresh.view(torch.uint8) if fresh.dtype == torch.bool else fresh
+    tma = bool(cfg.get("TMA")) and all(map(_tma_ok, (q, k, v)))
+    descs = (
+        [_rows_descriptor(x, cfg["C"], w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
+        if tma
+        else [None] * 4
+    )
     grid = (B, H, triton.cdiv(D, BV))
     _prefill_kernel[grid](
         q,
         k,
         v,
         out,
+        *descs,
         states,
         slopes,
         slots,
@@ -325,6 +378,8 @@ def triton_prefill(
         PREC=cfg["PREC"],
         UNROLL=cfg["UNROLL"],
         EARLY=cfg["EARLY"],
+        TMA=tma,
+        WS=bool(cfg.get("WS")),
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
