@@ -221,6 +221,7 @@ def compiled_resources(jit_fn) -> list[str]:
     try:
         for cache in jit_fn.device_caches.values():
             for key, kern in cache[0].items():
+                getattr(kern, "_init_handles", lambda: None)()  # fills n_regs, n_spills
                 lines.append(
                     f"regs {kern.n_regs} spills {kern.n_spills} "
                     f"smem {kern.metadata.shared} warps {kern.metadata.num_warps} "
@@ -254,6 +255,14 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         (64, 64, 4, 2, "ieee", 1, True, True, True),
         (64, 64, 4, 3, "ieee", 1, True, True, True),
     )
+    # Several sequences: two programs per multiprocessor fit with 2 stages (80 KB each).
+    many_space = _cfgs(
+        keys,
+        (64, 64, 4, 2, "ieee", 1, True, True, False),
+        (64, 64, 4, 2, "ieee", 1, False, True, False),
+        (64, 64, 4, 2, "ieee", 1, True, False, False),
+        (64, 32, 4, 2, "ieee", 1, True, True, False),
+    )
     fp32_space = _cfgs(
         keys,
         (32, 32, 4, 1, "ieee", 1, False, False, False),
@@ -269,12 +278,14 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     best_bf16: list[dict] = []
     for tag, dtype, B, T, space in [
         ("bf16 1x16K", torch.bfloat16, 1, 16384, bf16_space),
-        ("bf16 16x2K", torch.bfloat16, 16, 2048, None),
+        ("bf16 16x2K", torch.bfloat16, 16, 2048, many_space),
         ("bf16 1x128K", torch.bfloat16, 1, 131072, None),
         ("fp32 1x4K", torch.float32, 1, 4096, fp32_space),
     ]:
         if what == "bf16" and not tag.startswith("bf16"):
             continue  # "prefill" runs every prefill set
+        if tag.startswith("bf16 16x"):
+            space = best_bf16[:3] + space
         space = space if space is not None else best_bf16[:3]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
@@ -310,6 +321,9 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     if best_bf16 and install:
         pre.CONFIGS[torch.bfloat16] = best_bf16[0]
         pre.CONFIGS[torch.float16] = best_bf16[0]
+    if summary.get("bf16 16x2K") and install:
+        pre.CONFIGS_MANY[torch.bfloat16] = summary["bf16 16x2K"][0][2]
+        pre.CONFIGS_MANY[torch.float16] = summary["bf16 16x2K"][0][2]
 
     dkeys = ("BV", "num_warps", "HEADS_FIRST", "STORE")
     dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], [False, True], ["", ".cs"]))
@@ -345,9 +359,13 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         log(f"compiled variants of {fn.__name__}:")
         for line in compiled_resources(fn):
             log("  " + line)
-    log(f"in use: prefill {pre.CONFIGS}, decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}")
+    log(
+        f"in use: prefill {pre.CONFIGS}, many sequences {pre.CONFIGS_MANY}, "
+        f"decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}"
+    )
     summary["in use"] = {
         "prefill": {str(k): v for k, v in pre.CONFIGS.items()},
+        "prefill many sequences": {str(k): v for k, v in pre.CONFIGS_MANY.items()},
         "decode": [dec.CONFIG_FEW, dec.CONFIG_MANY],
     }
     (out_dir / "kernels-h200.sweep.json").write_text(json.dumps(summary, indent=1, default=str))

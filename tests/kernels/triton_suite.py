@@ -55,11 +55,13 @@ def test_prefill_half(T: int, dtype: torch.dtype, tma: bool) -> None:
 
 
 @LOADS
+@pytest.mark.parametrize("stages", [2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_prefill_packed(dtype: torch.dtype, tma: bool) -> None:
+def test_prefill_packed(dtype: torch.dtype, stages: int, tma: bool) -> None:
     lengths = [5, 64, 1, 200, 0, 129, 77, 300]
     fresh = [True, False, False, True, False, True, False, False]
-    check_prefill(prefill_with(TMA=tma), DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
+    prefill = prefill_with(TMA=tma, num_stages=stages)
+    check_prefill(prefill, DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
 
 
 def test_tma_takes_the_model_layout() -> None:
