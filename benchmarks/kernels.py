@@ -238,41 +238,39 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "WS")
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "WS", "FOLD")
     bf16_space = _cfgs(
         keys,
-        (64, 64, 4, 4, "ieee", 1, True, False, False),
-        (64, 64, 4, 4, "ieee", 1, True, True, False),
-        (64, 64, 4, 3, "ieee", 1, True, True, False),
-        (64, 64, 4, 5, "ieee", 1, True, True, False),
-        (64, 64, 4, 2, "ieee", 1, True, True, False),
-        (64, 64, 4, 4, "ieee", 1, False, True, False),
-        (64, 64, 4, 5, "ieee", 1, True, False, False),
-        (64, 64, 8, 3, "ieee", 1, True, True, False),
-        (64, 32, 4, 3, "ieee", 1, True, True, False),
-        (64, 32, 4, 4, "ieee", 1, True, True, False),
-        (128, 64, 8, 2, "ieee", 1, True, True, False),
-        (64, 64, 4, 2, "ieee", 1, True, True, True),
-        (64, 64, 4, 3, "ieee", 1, True, True, True),
+        (64, 64, 4, 4, "ieee", 1, True, True, False, False),
+        (64, 64, 4, 4, "ieee", 1, True, True, False, True),
+        (64, 64, 4, 5, "ieee", 1, True, True, False, True),
+        (64, 64, 4, 3, "ieee", 1, True, True, False, True),
+        (64, 64, 4, 4, "ieee", 1, False, True, False, True),
+        (64, 64, 4, 5, "ieee", 1, True, True, False, False),
+        (64, 64, 4, 4, "ieee", 1, False, True, False, False),
+        (64, 64, 4, 4, "ieee", 1, True, False, False, False),
+        (64, 64, 8, 3, "ieee", 1, True, True, False, True),
+        (64, 128, 8, 3, "ieee", 1, True, True, False, False),
+        (64, 128, 8, 3, "ieee", 1, True, True, False, True),
+        (64, 128, 8, 2, "ieee", 1, True, True, False, True),
     )
-    # Several sequences: two programs per multiprocessor fit with 2 stages (80 KB each).
+    # Several sequences: two programs per multiprocessor fit with 2 stages (80 KB each) when
+    # registers allow; one program per head (BV = D) halves the q, k traffic.
     many_space = _cfgs(
         keys,
-        (64, 64, 4, 2, "ieee", 1, True, True, False),
-        (64, 64, 4, 2, "ieee", 1, False, True, False),
-        (64, 64, 4, 2, "ieee", 1, True, False, False),
-        (64, 32, 4, 2, "ieee", 1, True, True, False),
+        (64, 64, 4, 2, "ieee", 1, True, True, False, True),
+        (64, 64, 4, 2, "ieee", 1, True, True, False, False),
+        (64, 128, 8, 2, "ieee", 1, True, True, False, True),
+        (64, 128, 8, 3, "ieee", 1, True, True, False, True),
+        (64, 128, 8, 3, "ieee", 1, True, True, False, False),
     )
     fp32_space = _cfgs(
         keys,
-        (32, 32, 4, 1, "ieee", 1, False, False, False),
-        (32, 32, 8, 1, "ieee", 1, False, False, False),
-        (32, 32, 8, 2, "ieee", 1, False, True, False),
-        (32, 64, 8, 2, "ieee", 1, False, True, False),
-        (64, 64, 8, 1, "ieee", 1, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, True, False),
-        (64, 64, 4, 3, "tf32x3", 1, False, True, False),
+        (32, 32, 4, 1, "ieee", 1, False, False, False, False),
+        (32, 32, 8, 1, "ieee", 1, False, False, False, False),
+        (64, 64, 8, 1, "ieee", 1, False, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, True, False, False),
     )
     summary = {}
     best_bf16: list[dict] = []

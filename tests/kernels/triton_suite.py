@@ -54,6 +54,16 @@ def test_prefill_half(T: int, dtype: torch.dtype, tma: bool) -> None:
     check_prefill(prefill_with(TMA=tma), DEVICE, [T], H, D, dtype=dtype, fresh=[False])
 
 
+@pytest.mark.parametrize("layer", [0, 79])
+@pytest.mark.parametrize("T", [65, 1000, LONG])
+def test_prefill_bf16_folded_decay(T: int, layer: int) -> None:
+    """The FOLD form (row decay factored out of the output) at the steepest and the flattest
+    decays of M1."""
+    prefill = prefill_with(FOLD=True)
+    check_prefill(prefill, DEVICE, [T], H, D, dtype=torch.bfloat16, layer=layer, fresh=[False])
+    check_prefill(prefill, DEVICE, [5, 64, 1, 200, 0, 129], H, D, dtype=torch.bfloat16, layer=layer)
+
+
 @LOADS
 @pytest.mark.parametrize("stages", [2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
