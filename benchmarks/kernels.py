@@ -239,31 +239,19 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_prefill as pre
 
     keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "WS", "FOLD")
-    bf16_space = _cfgs(
-        keys,
-        (64, 64, 4, 4, "ieee", 1, True, True, False, False),
-        (64, 64, 4, 4, "ieee", 1, True, True, False, True),
-        (64, 64, 4, 5, "ieee", 1, True, True, False, True),
-        (64, 64, 4, 3, "ieee", 1, True, True, False, True),
-        (64, 64, 4, 4, "ieee", 1, False, True, False, True),
-        (64, 64, 4, 5, "ieee", 1, True, True, False, False),
-        (64, 64, 4, 4, "ieee", 1, False, True, False, False),
-        (64, 64, 4, 4, "ieee", 1, True, False, False, False),
-        (64, 64, 8, 3, "ieee", 1, True, True, False, True),
-        (64, 128, 8, 3, "ieee", 1, True, True, False, False),
-        (64, 128, 8, 3, "ieee", 1, True, True, False, True),
-        (64, 128, 8, 2, "ieee", 1, True, True, False, True),
-    )
+    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1, TMA=True, WS=False, FOLD=False)
+    bf16_space = [
+        dict(base, num_stages=st, EARLY=early, NO_ACC_MB=nomb, DEC16=d16)
+        for st, early, nomb, d16 in itertools.product(
+            [4, 5], [True, False], [False, True], [False, True]
+        )
+    ]
     # Several sequences: two programs per multiprocessor fit with 2 stages (80 KB each) when
-    # registers allow; one program per head (BV = D) halves the q, k traffic.
-    many_space = _cfgs(
-        keys,
-        (64, 64, 4, 2, "ieee", 1, True, True, False, True),
-        (64, 64, 4, 2, "ieee", 1, True, True, False, False),
-        (64, 128, 8, 2, "ieee", 1, True, True, False, True),
-        (64, 128, 8, 3, "ieee", 1, True, True, False, True),
-        (64, 128, 8, 3, "ieee", 1, True, True, False, False),
-    )
+    # registers allow.
+    many_space = [
+        dict(base, num_stages=2, EARLY=True, NO_ACC_MB=nomb, DEC16=d16)
+        for nomb, d16 in itertools.product([False, True], [False, True])
+    ]
     fp32_space = _cfgs(
         keys,
         (32, 32, 4, 1, "ieee", 1, False, False, False, False),

@@ -174,6 +174,8 @@ def _prefill_kernel(
     TMA: tl.constexpr,
     WS: tl.constexpr,
     FOLD: tl.constexpr,
+    NO_ACC_MB: tl.constexpr,
+    DEC16: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -203,6 +205,8 @@ def _prefill_kernel(
         intra_dec = tl.exp(-log_lam * (rcf + 1.0))
     else:
         intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
+        if DEC16:  # half the registers; entries below fp16's range (< 6e-8) flush to zero
+            intra_dec = intra_dec.to(tl.float16)
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
     blk_eps = -_expm1(log_lam * C)
 
@@ -217,7 +221,13 @@ def _prefill_kernel(
     v_col = (h * stride_vh + iv * BV).to(tl.int32)
     o_col = (h * stride_oh + iv * BV).to(tl.int32)
     n_full = n // C
-    for i in tl.range(0, n_full, loop_unroll_factor=UNROLL, warp_specialize=WS):
+    for i in tl.range(
+        0,
+        n_full,
+        loop_unroll_factor=UNROLL,
+        warp_specialize=WS,
+        disallow_acc_multi_buffer=NO_ACC_MB,
+    ):
         start = i * C
         row = lo + start
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, C, rc, False, TMA)
@@ -394,6 +404,8 @@ def triton_prefill(
         TMA=tma,
         WS=bool(cfg.get("WS")),
         FOLD=bool(cfg.get("FOLD")) and q.dtype == torch.bfloat16,  # fp16 would overflow
+        NO_ACC_MB=bool(cfg.get("NO_ACC_MB")),
+        DEC16=bool(cfg.get("DEC16")) and q.dtype != torch.float32,
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
