@@ -238,40 +238,40 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "WS", "FOLD")
-    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1, TMA=True, WS=False, FOLD=False)
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "DEC16")
+    # Also tried on 2026-11-28 and dropped (slower at 16K; benchmarks/KERNELS_NOTES.md): Triton's
+    # warp specialisation, accumulator multi-buffering off, the row decay folded out of the
+    # output, one program per head (BV = 128, 8 warps), C = 128, and 2 stages for many sequences.
+    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1)
     bf16_space = [
-        dict(base, num_stages=st, EARLY=early, NO_ACC_MB=nomb, DEC16=d16)
-        for st, early, nomb, d16 in itertools.product(
-            [4, 5], [True, False], [False, True], [False, True]
+        dict(base, num_stages=st, EARLY=early, TMA=tma, DEC16=d16)
+        for st, early, tma, d16 in itertools.product(
+            [4, 5], [True, False], [True, False], [True, False]
         )
-    ]
-    # Several sequences: two programs per multiprocessor fit with 2 stages (80 KB each) when
-    # registers allow.
-    many_space = [
-        dict(base, num_stages=2, EARLY=True, NO_ACC_MB=nomb, DEC16=d16)
-        for nomb, d16 in itertools.product([False, True], [False, True])
+    ] + [
+        dict(base, num_stages=3, EARLY=True, TMA=True, DEC16=True),
+        dict(base, BV=32, num_stages=4, EARLY=True, TMA=True, DEC16=True),
+        dict(base, num_warps=8, num_stages=3, EARLY=True, TMA=True, DEC16=True),
     ]
     fp32_space = _cfgs(
         keys,
-        (32, 32, 4, 1, "ieee", 1, False, False, False, False),
-        (32, 32, 8, 1, "ieee", 1, False, False, False, False),
-        (64, 64, 8, 1, "ieee", 1, False, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, True, False, False),
+        (32, 32, 4, 1, "ieee", 1, False, False, False),
+        (32, 32, 8, 1, "ieee", 1, False, False, False),
+        (32, 32, 8, 2, "ieee", 1, False, True, False),
+        (64, 64, 8, 1, "ieee", 1, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, True, False),
     )
     summary = {}
     best_bf16: list[dict] = []
     for tag, dtype, B, T, space in [
         ("bf16 1x16K", torch.bfloat16, 1, 16384, bf16_space),
-        ("bf16 16x2K", torch.bfloat16, 16, 2048, many_space),
+        ("bf16 16x2K", torch.bfloat16, 16, 2048, None),
         ("bf16 1x128K", torch.bfloat16, 1, 131072, None),
         ("fp32 1x4K", torch.float32, 1, 4096, fp32_space),
     ]:
         if what == "bf16" and not tag.startswith("bf16"):
             continue  # "prefill" runs every prefill set
-        if tag.startswith("bf16 16x"):
-            space = best_bf16[:3] + space
         space = space if space is not None else best_bf16[:3]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
@@ -307,9 +307,6 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     if best_bf16 and install:
         pre.CONFIGS[torch.bfloat16] = best_bf16[0]
         pre.CONFIGS[torch.float16] = best_bf16[0]
-    if summary.get("bf16 16x2K") and install:
-        pre.CONFIGS_MANY[torch.bfloat16] = summary["bf16 16x2K"][0][2]
-        pre.CONFIGS_MANY[torch.float16] = summary["bf16 16x2K"][0][2]
 
     dkeys = ("BV", "num_warps", "HEADS_FIRST", "STORE")
     dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], [False, True], ["", ".cs"]))
@@ -345,13 +342,9 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         log(f"compiled variants of {fn.__name__}:")
         for line in compiled_resources(fn):
             log("  " + line)
-    log(
-        f"in use: prefill {pre.CONFIGS}, many sequences {pre.CONFIGS_MANY}, "
-        f"decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}"
-    )
+    log(f"in use: prefill {pre.CONFIGS}, decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}")
     summary["in use"] = {
         "prefill": {str(k): v for k, v in pre.CONFIGS.items()},
-        "prefill many sequences": {str(k): v for k, v in pre.CONFIGS_MANY.items()},
         "decode": [dec.CONFIG_FEW, dec.CONFIG_MANY],
     }
     (out_dir / "kernels-h200.sweep.json").write_text(json.dumps(summary, indent=1, default=str))

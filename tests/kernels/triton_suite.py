@@ -54,24 +54,20 @@ def test_prefill_half(T: int, dtype: torch.dtype, tma: bool) -> None:
     check_prefill(prefill_with(TMA=tma), DEVICE, [T], H, D, dtype=dtype, fresh=[False])
 
 
+@pytest.mark.parametrize("dec16", [False, True])
 @pytest.mark.parametrize("layer", [0, 79])
-@pytest.mark.parametrize("T", [65, 1000, LONG])
-def test_prefill_bf16_folded_decay(T: int, layer: int) -> None:
-    """The FOLD form (row decay factored out of the output) at the steepest and the flattest
-    decays of M1."""
-    prefill = prefill_with(FOLD=True)
-    check_prefill(prefill, DEVICE, [T], H, D, dtype=torch.bfloat16, layer=layer, fresh=[False])
-    check_prefill(prefill, DEVICE, [5, 64, 1, 200, 0, 129], H, D, dtype=torch.bfloat16, layer=layer)
+def test_prefill_bf16_decay_matrix_precision(layer: int, dec16: bool) -> None:
+    """The intra-block decay matrix in fp32 or fp16, at M1's steepest and flattest decays."""
+    prefill = prefill_with(DEC16=dec16)
+    check_prefill(prefill, DEVICE, [LONG], H, D, dtype=torch.bfloat16, layer=layer, fresh=[False])
 
 
 @LOADS
-@pytest.mark.parametrize("stages", [2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_prefill_packed(dtype: torch.dtype, stages: int, tma: bool) -> None:
+def test_prefill_packed(dtype: torch.dtype, tma: bool) -> None:
     lengths = [5, 64, 1, 200, 0, 129, 77, 300]
     fresh = [True, False, False, True, False, True, False, False]
-    prefill = prefill_with(TMA=tma, num_stages=stages)
-    check_prefill(prefill, DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
+    check_prefill(prefill_with(TMA=tma), DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
 
 
 def test_tma_takes_the_model_layout() -> None:
