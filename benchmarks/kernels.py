@@ -238,29 +238,28 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     from kernels.lightning import triton_decode as dec
     from kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA", "DEC16")
+    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA")
     # Also tried on 2026-11-28 and dropped (slower at 16K; benchmarks/KERNELS_NOTES.md): Triton's
     # warp specialisation, accumulator multi-buffering off, the row decay folded out of the
-    # output, one program per head (BV = 128, 8 warps), C = 128, and 2 stages for many sequences.
+    # output, one program per head (BV = 128, 8 warps), C = 128, 2 stages for many sequences,
+    # and the intra-block decay matrix in fp16 (within noise: -2% on one machine, +1% on another).
     base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1)
     bf16_space = [
-        dict(base, num_stages=st, EARLY=early, TMA=tma, DEC16=d16)
-        for st, early, tma, d16 in itertools.product(
-            [4, 5], [True, False], [True, False], [True, False]
-        )
+        dict(base, num_stages=st, EARLY=early, TMA=tma)
+        for st, early, tma in itertools.product([4, 5], [True, False], [True, False])
     ] + [
-        dict(base, num_stages=3, EARLY=True, TMA=True, DEC16=True),
-        dict(base, BV=32, num_stages=4, EARLY=True, TMA=True, DEC16=True),
-        dict(base, num_warps=8, num_stages=3, EARLY=True, TMA=True, DEC16=True),
+        dict(base, num_stages=3, EARLY=True, TMA=True),
+        dict(base, BV=32, num_stages=4, EARLY=True, TMA=True),
+        dict(base, num_warps=8, num_stages=3, EARLY=True, TMA=True),
     ]
     fp32_space = _cfgs(
         keys,
-        (32, 32, 4, 1, "ieee", 1, False, False, False),
-        (32, 32, 8, 1, "ieee", 1, False, False, False),
-        (32, 32, 8, 2, "ieee", 1, False, True, False),
-        (64, 64, 8, 1, "ieee", 1, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, True, False),
+        (32, 32, 4, 1, "ieee", 1, False, False),
+        (32, 32, 8, 1, "ieee", 1, False, False),
+        (32, 32, 8, 2, "ieee", 1, False, True),
+        (64, 64, 8, 1, "ieee", 1, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, False),
+        (64, 64, 8, 2, "tf32x3", 1, False, True),
     )
     summary = {}
     best_bf16: list[dict] = []

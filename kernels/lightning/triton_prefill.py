@@ -159,7 +159,6 @@ def _prefill_kernel(
     UNROLL: tl.constexpr,
     EARLY: tl.constexpr,
     TMA: tl.constexpr,
-    DEC16: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -186,12 +185,6 @@ def _prefill_kernel(
     q_dec = tl.exp(log_lam * (rcf + 1.0))
     diff = rcf[:, None] - rcf[None, :]
     intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
-    if DEC16:
-        # Half the registers for the C x C decay matrix (the loop is register-bound at 255 per
-        # thread). Its entries lie in [0, 1]: fp16 keeps them to 2^-11 relative, below the
-        # bf16 rounding of the operands; those under 6e-8 flush to zero, which changes the
-        # output by less than that fraction.
-        intra_dec = intra_dec.to(tl.float16)
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
     blk_eps = -_expm1(log_lam * C)
 
@@ -252,19 +245,16 @@ def _interpreting() -> bool:
 # benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
 # precision for float32 inputs; UNROLL: unroll factor of the block loop; EARLY: state update
 # issued before the intra-block products; TMA: full blocks move through the tensor-memory
-# accelerator (Hopper and later); DEC16: the intra-block decay matrix held in fp16.
-_HALF = dict(
-    C=64, BV=64, num_warps=4, num_stages=4, PREC="ieee", UNROLL=1, EARLY=True, TMA=True, DEC16=True
-)
+# accelerator (Hopper and later).
+_HALF = dict(C=64, BV=64, num_warps=4, num_stages=4, PREC="ieee", UNROLL=1, EARLY=True, TMA=True)
 CONFIGS: dict[torch.dtype, dict] = {
     # 16K tokens, batch 1 (2026-11-28): 63.6 ms, rel err 3.1e-7. PREC="tf32x3" with C=64, BV=64,
     # 8 warps, 2 stages runs 11x faster (5.9 ms) at 4.5e-7, but float32's contract is IEEE dots.
     torch.float32: dict(
-        C=32, BV=32, num_warps=8, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False, TMA=False,
-        DEC16=False,
+        C=32, BV=32, num_warps=8, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False, TMA=False
     ),
-    # 16K tokens, batch 1, one machine: 0.362 ms; without DEC16 0.369, without TMA ~0.39 (fla's
-    # chunk kernel ~0.74 ms). Four stages of q, k, v: 160 KB of shared memory per program.
+    # 16K tokens, batch 1: 0.353-0.377 ms across machines with TMA, 0.380-0.400 without (fla's
+    # chunk kernel 0.739-0.746 ms). Four stages of q, k, v: 160 KB of shared memory per program.
     torch.bfloat16: _HALF,
     torch.float16: _HALF,
 }  # fmt: skip
@@ -362,7 +352,6 @@ def triton_prefill(
         UNROLL=cfg["UNROLL"],
         EARLY=cfg["EARLY"],
         TMA=tma,
-        DEC16=bool(cfg.get("DEC16")) and q.dtype != torch.float32,
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
