@@ -5,9 +5,10 @@ One builder per task, so an MCP prompt shows a client exactly what the tool woul
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import Completion, CompletionArgument, PromptReference
 
 from runtime.chat import Message
 
@@ -104,6 +105,33 @@ def improve_messages(code: str, language: str | None) -> list[Message]:
     ]
 
 
+# Values offered while a user fills in a prompt's arguments (completion/complete). Languages are
+# suggestions only: the prompts accept any.
+LANGUAGES = (
+    "bash", "c", "c#", "c++", "css", "dart", "elixir", "erlang", "go", "haskell", "html", "java",
+    "javascript", "julia", "kotlin", "lua", "matlab", "nim", "objective-c", "ocaml", "perl",
+    "php", "python", "r", "ruby", "rust", "scala", "sql", "swift", "typescript", "zig",
+)  # fmt: skip
+ARGUMENT_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("practice_problems", "difficulty"): get_args(Difficulty),
+    ("analyze_document", "mode"): get_args(DocMode),
+    ("review_code", "language"): LANGUAGES,
+    ("suggest_improvements", "language"): LANGUAGES,
+}
+MAX_COMPLETIONS = 100  # the protocol's cap per response
+
+
+def complete_argument(prompt: str, argument: str, typed: str) -> Completion | None:
+    """The choices for one prompt argument that start with what the user typed (any case)."""
+    choices = ARGUMENT_CHOICES.get((prompt, argument))
+    if choices is None:
+        return None
+    hits = [c for c in choices if c.startswith(typed.strip().lower())]
+    return Completion(
+        values=hits[:MAX_COMPLETIONS], total=len(hits), has_more=len(hits) > MAX_COMPLETIONS
+    )
+
+
 def _as_prompt(messages: list[Message]) -> str:
     # MCP prompts carry user text; the system line leads it so nothing is lost.
     return "\n\n".join(m.content for m in messages)
@@ -131,3 +159,9 @@ def register(server: MCPServer) -> None:
     @server.prompt(name="suggest_improvements", description="Refactor code and explain the changes")
     def improve_prompt(code: str, language: str | None = None) -> str:
         return _as_prompt(improve_messages(code, language))
+
+    @server.completion()
+    async def complete(ref, argument: CompletionArgument, context) -> Completion | None:
+        if not isinstance(ref, PromptReference):
+            return None  # no resource templates to complete
+        return complete_argument(ref.name, argument.name, argument.value)

@@ -14,6 +14,7 @@ import subprocess
 import anyio
 import pytest
 from mcp import Client
+from mcp.types import PromptReference
 
 from tests.e2e import harness
 
@@ -190,6 +191,9 @@ async def test_resources_and_prompts(server) -> None:
         }
         got = await client.get_prompt("review_code", {"code": "x = 1", "language": "python"})
         assert "1 | x = 1" in got.messages[0].content.text
+        ref = PromptReference(type="ref/prompt", name="analyze_document")
+        done = await client.complete(ref, {"name": "mode", "value": "in"})
+        assert done.completion.values == ["insights"]
 
 
 @pytest.mark.skipif(shutil.which("npx") is None, reason="node/npx not installed")

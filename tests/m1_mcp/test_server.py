@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp.types import PromptReference
 
 from m1_mcp.server import build_server, engine_config
 from m1_mcp.settings import load_settings
@@ -66,3 +67,21 @@ async def test_model_card_and_stats_before_loading(server) -> None:
     assert card["state"] == "stopped" and card["model"] == "tiny-m1"
     assert stats["requests"] == 0 and stats["in_flight"] == 0
     assert "\\boxed{}" in prompt.messages[0].content.text
+
+
+async def test_prompt_arguments_complete(server) -> None:
+    async with Client(server) as client:
+        assert client.server_capabilities.completions is not None
+        review = PromptReference(type="ref/prompt", name="review_code")
+        got = (await client.complete(review, {"name": "language", "value": "Py"})).completion
+        assert got.values == ["python"] and got.total == 1 and not got.has_more
+        got = (await client.complete(review, {"name": "language", "value": ""})).completion
+        assert "rust" in got.values and got.total == len(got.values) > 20
+        practice = PromptReference(type="ref/prompt", name="practice_problems")
+        got = (await client.complete(practice, {"name": "difficulty", "value": "h"})).completion
+        assert got.values == ["hard"]
+        got = (await client.complete(practice, {"name": "topic", "value": "alg"})).completion
+        assert got.values == []  # free text: nothing to offer
+        document = PromptReference(type="ref/prompt", name="analyze_document")
+        got = (await client.complete(document, {"name": "mode", "value": ""})).completion
+        assert got.values == ["summary", "qa", "insights"]
