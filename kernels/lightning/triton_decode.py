@@ -78,7 +78,7 @@ def _decode_kernel(
 # state store ("" = default, ".cs" = streaming); HEADS_FIRST: program order (see the kernel).
 # Few rows want many small programs (latency: 4.45 us at one sequence); many rows want wide ones
 # and heads-first order (bandwidth: 536 us at 256 sequences, 94% of copy bandwidth, against
-# 561 us in row-first order).
+# 566 us in row-first order on the same machine).
 CONFIG_FEW: dict = dict(BV=32, num_warps=4, EVICT="", STORE=".cs", HEADS_FIRST=True)
 CONFIG_MANY: dict = dict(BV=128, num_warps=4, EVICT="", STORE="", HEADS_FIRST=True)
 MANY_ROWS = 64  # rows (sequences) from which CONFIG_MANY is used
