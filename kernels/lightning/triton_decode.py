@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.lightning.layout import check_layout
+
 
 @triton.jit
 def _decode_kernel(
@@ -35,7 +37,6 @@ def _decode_kernel(
     stride_sh,
     D: tl.constexpr,
     BV: tl.constexpr,
-    EVICT: tl.constexpr,
     STORE: tl.constexpr,
     HEADS_FIRST: tl.constexpr,
 ):
@@ -62,8 +63,7 @@ def _decode_kernel(
         series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
         eps = -tl.where(x > -1e-2, series, tl.exp(x) - 1.0)
         s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
-        # Each state is read once and written once per step: no reuse to keep in L2.
-        state = tl.load(s_ptrs, eviction_policy=EVICT).to(tl.float32)
+        state = tl.load(s_ptrs).to(tl.float32)
         q = tl.load(Q + b * stride_qb + h * stride_qh + rk).to(tl.float32)
         k = tl.load(K + b * stride_kb + h * stride_kh + rk).to(tl.float32)
         v = tl.load(V + b * stride_vb + h * stride_vh + rv).to(tl.float32)
@@ -74,13 +74,13 @@ def _decode_kernel(
 
 
 # Chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md). BV: D_v slice per program;
-# EVICT: cache eviction hint for the state load ("" = default); STORE: cache modifier of the
-# state store ("" = default, ".cs" = streaming); HEADS_FIRST: program order (see the kernel).
+# STORE: cache modifier of the state store ("" = default, ".cs" = streaming); HEADS_FIRST:
+# program order (see the kernel). An evict-first hint on the state load gained nothing.
 # Few rows want many small programs (latency: 4.45 us at one sequence); many rows want wide ones
 # and heads-first order (bandwidth: 536 us at 256 sequences, 94% of copy bandwidth, against
 # 566 us in row-first order on the same machine).
-CONFIG_FEW: dict = dict(BV=32, num_warps=4, EVICT="", STORE=".cs", HEADS_FIRST=True)
-CONFIG_MANY: dict = dict(BV=128, num_warps=4, EVICT="", STORE="", HEADS_FIRST=True)
+CONFIG_FEW: dict = dict(BV=32, num_warps=4, STORE=".cs", HEADS_FIRST=True)
+CONFIG_MANY: dict = dict(BV=128, num_warps=4, STORE="", HEADS_FIRST=True)
 MANY_ROWS = 64  # rows (sequences) from which CONFIG_MANY is used
 
 
@@ -94,19 +94,14 @@ def triton_decode(
     config: dict | None = None,
 ) -> torch.Tensor:
     """`kernels.lightning_decode` on CUDA (or on CPU under TRITON_INTERPRET=1)."""
+    check_layout("lightning_decode", q, k, v, states)
     B, H, D = q.shape
-    if v.shape[-1] != D or k.shape[-1] != D:
-        raise ValueError("lightning_decode expects D_k == D_v")
-    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
-        raise ValueError("q, k, v need a contiguous last dimension")
-    if states.stride(-1) != 1 or states.stride(-2) != D:
-        raise ValueError("each state [D, D] must be contiguous")
     cfg = {**(CONFIG_MANY if B >= MANY_ROWS else CONFIG_FEW), **(config or {})}
     BV = min(cfg["BV"], D)
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     if B == 0:
         return out
-    heads_first = bool(cfg.get("HEADS_FIRST"))
+    heads_first = bool(cfg["HEADS_FIRST"])
     grid = (H, B, triton.cdiv(D, BV)) if heads_first else (B, H, triton.cdiv(D, BV))
     _decode_kernel[grid](
         q,
@@ -128,8 +123,7 @@ def triton_decode(
         states.stride(1),
         D=D,
         BV=BV,
-        EVICT=cfg.get("EVICT", ""),
-        STORE=cfg.get("STORE", ""),
+        STORE=cfg["STORE"],
         HEADS_FIRST=heads_first,
         num_warps=cfg["num_warps"],
     )

@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from kernels.lightning.layout import check_layout
+
 
 @triton.jit
 def _operand(x, OP: tl.constexpr, UPCAST: tl.constexpr):
@@ -304,14 +306,8 @@ def triton_prefill(
     No host synchronisation: the grid comes from shapes alone (sequence count x heads x D_v
     slices), so it is safe to capture in a CUDA graph.
     """
+    check_layout("lightning_prefill", q, k, v, states)
     T, H, D = q.shape
-    Dv = v.shape[-1]
-    if Dv != D or k.shape[-1] != D:
-        raise ValueError("lightning_prefill expects D_k == D_v")
-    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
-        raise ValueError("q, k, v need a contiguous last dimension")
-    if states.stride(-1) != 1 or states.stride(-2) != D:
-        raise ValueError("each state [D, D] must be contiguous")
     B = cu_seqlens.shape[0] - 1
     cfg = dict(CONFIGS.get(q.dtype, CONFIGS[torch.float32]))
     cfg.update(config or {})
