@@ -23,6 +23,7 @@ an operand of the q S product (the float32 state itself is never rounded).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -267,13 +268,18 @@ CONFIGS: dict[torch.dtype, dict] = {
 }  # fmt: skip
 
 
+@functools.cache
+def _has_tma(device: torch.device) -> bool:
+    """Hopper (compute capability 9) and later; asked once per device, not per layer call."""
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
 def _tma_ok(x: torch.Tensor) -> bool:
     """Whether the TMA unit can move tiles of x [T, H, D]: a GPU that has it (or the
     interpreter), a 16-byte aligned base and row stride, heads in order along a row, and a head
     no wider than a TMA box (256 elements)."""
-    on_gpu_with_tma = x.is_cuda and torch.cuda.get_device_capability(x.device)[0] >= 9
     return (
-        (on_gpu_with_tma or _interpreting())
+        ((x.is_cuda and _has_tma(x.device)) or _interpreting())
         and x.shape[0] > 0
         and x.stride(1) >= x.shape[2]
         and x.shape[2] <= 256
@@ -316,7 +322,7 @@ def triton_prefill(
     if B == 0:
         return out
     fresh_u8 = fresh.view(torch.uint8) if fresh.dtype == torch.bool else fresh
-    tma = bool(cfg.get("TMA")) and all(map(_tma_ok, (q, k, v)))
+    tma = cfg["TMA"] and all(map(_tma_ok, (q, k, v)))
     descs = (
         [_rows_descriptor(x, cfg["C"], w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
         if tma
