@@ -243,15 +243,18 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     # warp specialisation, accumulator multi-buffering off, the row decay folded out of the
     # output, one program per head (BV = 128, 8 warps), C = 128, 2 stages for many sequences,
     # and the intra-block decay matrix in fp16 (within noise: -2% on one machine, +1% on another).
-    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1)
+    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1, EARLY=True, TMA=True, GLUON=False)
+    triton_default = dict(base, num_stages=4, STATE_T=False)
     bf16_space = [
-        dict(base, num_stages=st, EARLY=early, TMA=tma)
-        for st, early, tma in itertools.product([4, 5], [True, False], [True, False])
-    ] + [
-        dict(base, num_stages=3, EARLY=True, TMA=True),
-        dict(base, BV=32, num_stages=4, EARLY=True, TMA=True),
-        dict(base, num_warps=8, num_stages=3, EARLY=True, TMA=True),
+        triton_default,
+        dict(base, num_stages=4, STATE_T=True),  # the state held transposed (`_block_t`)
+        dict(base, num_stages=5, STATE_T=True),
+    ] + [  # full blocks in the warp-specialised Gluon kernel (stages, registers of its intra part)
+        dict(triton_default, GLUON=True, GLUON_CFG=dict(NS=ns, INTRA_REGS=regs))
+        for ns, regs in [(2, 232), (3, 232), (4, 232)]
     ]
+    # one program per head (no duplicated q k^T) for many sequences, where the grid is full
+    per_head = dict(pre.MANY_SEQUENCES)
     fp32_space = _cfgs(
         keys,
         (32, 32, 4, 1, "ieee", 1, False, False),
@@ -272,6 +275,8 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         if what == "bf16" and not tag.startswith("bf16"):
             continue  # "prefill" runs every prefill set
         space = space if space is not None else best_bf16[:3]
+        if tag == "bf16 16x2K":
+            space = [*space, per_head, dict(per_head, num_stages=2)]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
         q, k, v, slopes, states, slots, cu, fresh = make_inputs(B, T, dtype)
@@ -337,7 +342,9 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
                 dec.CONFIG_FEW = res[0][1]
             else:
                 dec.CONFIG_MANY = res[0][1]
-    for fn in (pre._prefill_kernel, dec._decode_kernel):
+    from kernels.lightning import gluon_prefill as glu
+
+    for fn in (pre._prefill_kernel, glu._gluon_prefill_kernel, dec._decode_kernel):
         log(f"compiled variants of {fn.__name__}:")
         for line in compiled_resources(fn):
             log("  " + line)

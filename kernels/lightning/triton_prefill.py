@@ -132,6 +132,43 @@ def _block(
 
 
 @triton.jit
+def _block_t(
+    q,
+    k,
+    v,
+    state_t,
+    q_dec,
+    intra_dec_t,
+    k_dec,
+    blk_eps,
+    OP: tl.constexpr,
+    UPCAST: tl.constexpr,
+    STATE_DOT_F32: tl.constexpr,
+):
+    """`_block` for 16-bit inputs with the state kept transposed, S^T [BV, D], and the block's
+    outputs computed transposed, o^T [BV, C]. Same arithmetic; what changes is where the dot
+    operands live. Here the two operands built in registers (S^T and (lam^(m-1-r) v)^T) are
+    the left-hand sides, which the tensor cores take straight from registers, and q, k, v are
+    used from shared memory as they arrived. Only (scores * decay)^T has to be written back to
+    shared memory, where `_block` writes S and the decayed v (16 + 8 KB per block, not 8).
+    """
+    if UPCAST:
+        q = q.to(tl.float32)
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    if STATE_DOT_F32:  # fp16 inputs: a float16 state operand could overflow
+        inter_t = tl.dot(state_t, tl.trans(q.to(tl.float32)), input_precision="tf32")
+    else:
+        inter_t = tl.dot(_operand(state_t, OP, UPCAST), tl.trans(q))
+    vd_t = _operand(tl.trans(v).to(tl.float32) * k_dec[None, :], OP, UPCAST)
+    state_t = tl.dot(vd_t, k, state_t - state_t * blk_eps)
+    scores_t = tl.dot(k, tl.trans(q))  # [C, C]: row j (key), column i (query)
+    p_t = _operand(scores_t * intra_dec_t, OP, UPCAST)
+    o_t = tl.dot(tl.trans(v), p_t, inter_t * q_dec[None, :])
+    return tl.trans(o_t), state_t
+
+
+@triton.jit
 def _prefill_kernel(
     Q,
     K,
@@ -167,6 +204,8 @@ def _prefill_kernel(
     UNROLL: tl.constexpr,
     EARLY: tl.constexpr,
     TMA: tl.constexpr,
+    STATE_T: tl.constexpr,
+    TAIL_ONLY: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -182,16 +221,27 @@ def _prefill_kernel(
     rv = iv * BV + tl.arange(0, BV)
     rc = tl.arange(0, C)
 
-    s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
-    if fresh:
-        state = tl.zeros((D, BV), dtype=tl.float32)
+    s_base = STATES + slot * stride_sn + h * stride_sh
+    if STATE_T:  # S^T [BV, D]
+        s_ptrs = s_base + rk[None, :] * D + rv[:, None]
+        state = tl.zeros((BV, D), dtype=tl.float32)
     else:
+        s_ptrs = s_base + rk[:, None] * D + rv[None, :]
+        state = tl.zeros((D, BV), dtype=tl.float32)
+    n_full = n // C
+    rem = n - n_full * C
+    if TAIL_ONLY:  # the full blocks are done (gluon_prefill.py): carry on from the slot
+        state = tl.load(s_ptrs, mask=rem > 0, other=0.0).to(tl.float32)
+    elif not fresh:
         state = tl.load(s_ptrs).to(tl.float32)
 
     # Decays of a full block of C rows (all exponents >= 0).
     rcf = rc.to(tl.float32)
     q_dec = tl.exp(log_lam * (rcf + 1.0))
-    diff = rcf[:, None] - rcf[None, :]
+    if STATE_T:  # transposed: [key j, query i]
+        diff = rcf[None, :] - rcf[:, None]
+    else:
+        diff = rcf[:, None] - rcf[None, :]
     intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
     blk_eps = -_expm1(log_lam * C)
@@ -206,23 +256,26 @@ def _prefill_kernel(
     k_col = (h * stride_kh).to(tl.int32)
     v_col = (h * stride_vh + iv * BV).to(tl.int32)
     o_col = (h * stride_oh + iv * BV).to(tl.int32)
-    n_full = n // C
-    for i in tl.range(0, n_full, loop_unroll_factor=UNROLL):
+    for i in tl.range(n_full if TAIL_ONLY else 0, n_full, loop_unroll_factor=UNROLL):
         start = i * C
         row = lo + start
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, C, rc, False, TMA)
         k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, C, rc, False, TMA)
         v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, C, rc, False, TMA)
-        o, state = _block(
-            q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
-            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
-        )  # fmt: skip
+        if STATE_T:
+            o, state = _block_t(
+                q, k, v, state, q_dec, intra_dec, k_dec, blk_eps, OP, UPCAST, STATE_DOT_F32
+            )
+        else:
+            o, state = _block(
+                q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
+                EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
+            )  # fmt: skip
         if TMA:
             OD.store([row.to(tl.int32), o_col], o.to(OD.dtype))
         else:
             tl.store(o_ptrs + start * stride_ot, o.to(o_ptrs.dtype.element_ty))
 
-    rem = n - n_full * C
     if rem > 0:  # the last, partial block: its k decay and block decay depend on its length
         start = n_full * C
         row = lo + start
@@ -231,15 +284,24 @@ def _prefill_kernel(
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, rem, rc, True, TMA)
         k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, rem, rc, True, TMA)
         v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, rem, rc, True, TMA)
-        o, state = _block(
-            q, k, v, state, q_dec, intra_dec, k_dec_t, -_expm1(log_lam * m),
-            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
-        )  # fmt: skip
+        eps_t = -_expm1(log_lam * m)
+        if STATE_T:
+            o, state = _block_t(
+                q, k, v, state, q_dec, intra_dec, k_dec_t, eps_t, OP, UPCAST, STATE_DOT_F32
+            )
+        else:
+            o, state = _block(
+                q, k, v, state, q_dec, intra_dec, k_dec_t, eps_t,
+                EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
+            )  # fmt: skip
         tl.store(
             o_ptrs + start * stride_ot, o.to(o_ptrs.dtype.element_ty), mask=(rc < rem)[:, None]
         )
 
-    tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
+    if TAIL_ONLY:
+        tl.store(s_ptrs, state.to(STATES.dtype.element_ty), mask=rem > 0)
+    else:
+        tl.store(s_ptrs, state.to(STATES.dtype.element_ty))
 
 
 _TL_DTYPE = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
@@ -253,19 +315,57 @@ def _interpreting() -> bool:
 # benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
 # precision for float32 inputs; UNROLL: unroll factor of the block loop; EARLY: state update
 # issued before the intra-block products; TMA: full blocks move through the tensor-memory
-# accelerator (Hopper and later).
-_HALF = dict(C=64, BV=64, num_warps=4, num_stages=4, PREC="ieee", UNROLL=1, EARLY=True, TMA=True)
+# accelerator (Hopper and later); STATE_T: the state held transposed (`_block_t`); GLUON: full
+# blocks in the warp-specialised kernel of gluon_prefill.py (Hopper, bf16), the tails here.
+_HALF = dict(
+    C=64,
+    BV=64,
+    num_warps=4,
+    num_stages=4,
+    PREC="ieee",
+    UNROLL=1,
+    EARLY=True,
+    TMA=True,
+    STATE_T=False,
+    GLUON=False,
+)
 CONFIGS: dict[torch.dtype, dict] = {
     # 16K tokens, batch 1 (2026-11-28): 63.6 ms, rel err 3.1e-7. PREC="tf32x3" with C=64, BV=64,
     # 8 warps, 2 stages runs 11x faster (5.9 ms) at 4.5e-7, but float32's contract is IEEE dots.
     torch.float32: dict(
         C=32, BV=32, num_warps=8, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False, TMA=False
     ),
-    # 16K tokens, batch 1: 0.353-0.377 ms across machines with TMA, 0.380-0.400 without (fla's
-    # chunk kernel 0.739-0.746 ms). Four stages of q, k, v: 160 KB of shared memory per program.
-    torch.bfloat16: _HALF,
+    # 16K tokens, batch 1: Gluon 0.319 ms; this kernel alone 0.353-0.377 ms across machines with
+    # TMA, 0.380-0.400 without (fla's chunk kernel 0.739-0.746 ms). float16 stays on this kernel:
+    # its state operand goes through tf32, which the Gluon kernel does not do.
+    torch.bfloat16: dict(_HALF, GLUON=True),
     torch.float16: _HALF,
 }  # fmt: skip
+
+# Many sequences at once (16 x 2K: 0.69 ms, against 0.86 for the defaults): one program per
+# head, so q k^T is not computed twice, taken when the heads of the batch fill the GPU several
+# times over and the mean sequence is short. A long sequence among many short ones would run
+# at half speed on this configuration (one SM per head), hence the length bound.
+MANY_SEQUENCES = dict(_HALF, BV=128, num_warps=8, num_stages=3, STATE_T=True)
+MANY_WAVES, MANY_MEAN_TOKENS = 4, 4096
+
+
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _default_config(q: torch.Tensor, B: int) -> dict:
+    """The measured launch configuration for these inputs (shapes only: no host sync)."""
+    T, H, _ = q.shape
+    if (
+        q.is_cuda
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and B * H >= MANY_WAVES * _sm_count(q.device)
+        and T <= MANY_MEAN_TOKENS * B
+    ):
+        return MANY_SEQUENCES
+    return CONFIGS.get(q.dtype, CONFIGS[torch.float32])
 
 
 @functools.cache
@@ -285,6 +385,17 @@ def _tma_ok(x: torch.Tensor) -> bool:
         and x.shape[2] <= 256
         and x.data_ptr() % 16 == 0
         and (x.stride(0) * x.element_size()) % 16 == 0
+    )
+
+
+def _gluon_usable(q: torch.Tensor) -> bool:
+    """Whether the warp-specialised Gluon kernel (Hopper only, bf16 inputs) can take q."""
+    return (
+        q.is_cuda
+        and q.dtype == torch.bfloat16
+        and q.shape[2] in (64, 128)
+        and _has_tma(q.device)
+        and torch.cuda.get_device_capability(q.device)[0] == 9
     )
 
 
@@ -315,7 +426,7 @@ def triton_prefill(
     check_layout("lightning_prefill", q, k, v, states)
     T, H, D = q.shape
     B = cu_seqlens.shape[0] - 1
-    cfg = dict(CONFIGS.get(q.dtype, CONFIGS[torch.float32]))
+    cfg = dict(_default_config(q, B))
     cfg.update(config or {})
     BV = min(cfg["BV"], D)
     out = torch.empty(T, H, D, dtype=q.dtype, device=q.device)
@@ -328,6 +439,13 @@ def triton_prefill(
         if tma
         else [None] * 4
     )
+    gluon = cfg.get("GLUON", False) and tma and _gluon_usable(q)
+    if gluon:  # full blocks in the warp-specialised kernel, each sequence's tail below
+        from kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
+
+        gluon_prefill_full_blocks(
+            q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, cfg.get("GLUON_CFG")
+        )
     grid = (B, H, triton.cdiv(D, BV))
     _prefill_kernel[grid](
         q,
@@ -361,6 +479,8 @@ def triton_prefill(
         UNROLL=cfg["UNROLL"],
         EARLY=cfg["EARLY"],
         TMA=tma,
+        STATE_T=cfg.get("STATE_T", False) and q.dtype in (torch.bfloat16, torch.float16),
+        TAIL_ONLY=gluon,
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )

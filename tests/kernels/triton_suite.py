@@ -33,6 +33,8 @@ def prefill_with(**config):
 # Full blocks through plain loads and through the TMA unit (descriptor loads and stores);
 # the interpreter runs the descriptor path as well.
 LOADS = pytest.mark.parametrize("tma", [False, True], ids=["ld", "tma"])
+# 16-bit inputs: the running state held as S [D, BV] or transposed, S^T [BV, D] (`_block_t`).
+STATES = pytest.mark.parametrize("state_t", [False, True], ids=["s", "st"])
 
 
 @pytest.mark.parametrize("layer", [0, 79])
@@ -47,11 +49,13 @@ def test_prefill_float32_exact_loads(T: int, tma: bool) -> None:
     check_prefill(prefill_with(TMA=tma), DEVICE, [T], H, D, layer=79, fresh=[False], tol=1e-5)
 
 
+@STATES
 @LOADS
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("T", [65, 1000, LONG])
-def test_prefill_half(T: int, dtype: torch.dtype, tma: bool) -> None:
-    check_prefill(prefill_with(TMA=tma), DEVICE, [T], H, D, dtype=dtype, fresh=[False])
+def test_prefill_half(T: int, dtype: torch.dtype, tma: bool, state_t: bool) -> None:
+    fn = prefill_with(TMA=tma, STATE_T=state_t)
+    check_prefill(fn, DEVICE, [T], H, D, dtype=dtype, fresh=[False])
 
 
 @pytest.mark.parametrize("layer", [0, 79])
@@ -60,12 +64,43 @@ def test_prefill_bf16_layers(layer: int) -> None:
     check_prefill(triton_prefill, DEVICE, [LONG], H, D, dtype=torch.bfloat16, layer=layer)
 
 
+@STATES
 @LOADS
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_prefill_packed(dtype: torch.dtype, tma: bool) -> None:
+def test_prefill_packed(dtype: torch.dtype, tma: bool, state_t: bool) -> None:
     lengths = [5, 64, 1, 200, 0, 129, 77, 300]
     fresh = [True, False, False, True, False, True, False, False]
-    check_prefill(prefill_with(TMA=tma), DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
+    fn = prefill_with(TMA=tma, STATE_T=state_t)
+    check_prefill(fn, DEVICE, lengths, H, D, dtype=dtype, fresh=fresh)
+
+
+HOPPER = FULL and torch.cuda.get_device_capability()[0] == 9
+GLUON = pytest.mark.skipif(not HOPPER, reason="the Gluon kernel needs a Hopper GPU")
+
+
+@GLUON
+@pytest.mark.parametrize("layer", [0, 79])
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, LONG, *HUGE])
+def test_prefill_gluon(T: int, layer: int) -> None:
+    """Full blocks in the warp-specialised Gluon kernel, the tail in the Triton kernel."""
+    fn = prefill_with(GLUON=True, TMA=True)
+    check_prefill(fn, DEVICE, [T], H, D, dtype=torch.bfloat16, layer=layer, fresh=[False])
+
+
+@pytest.mark.skipif(not FULL, reason="the many-sequence configuration is chosen on a GPU")
+def test_prefill_many_sequences() -> None:
+    """Enough sequences to select one program per head (the many-sequence defaults)."""
+    lengths = [2048 + 7 * b for b in range(16)]
+    fresh = [b % 2 == 0 for b in range(16)]
+    check_prefill(triton_prefill, DEVICE, lengths, H, D, dtype=torch.bfloat16, fresh=fresh)
+
+
+@GLUON
+def test_prefill_gluon_packed() -> None:
+    lengths = [5, 64, 1, 200, 0, 129, 77, 300, 4096, 64]
+    fresh = [True, False, False, True, False, True, False, False, True, False]
+    fn = prefill_with(GLUON=True, TMA=True)
+    check_prefill(fn, DEVICE, lengths, H, D, dtype=torch.bfloat16, fresh=fresh)
 
 
 def test_tma_takes_the_model_layout() -> None:
