@@ -338,7 +338,9 @@ CONFIGS: dict[torch.dtype, dict] = {
     # 16K tokens, batch 1: Gluon 0.319 ms; this kernel alone 0.353-0.377 ms across machines with
     # TMA, 0.380-0.400 without (fla's chunk kernel 0.739-0.746 ms). float16 stays on this kernel:
     # its state operand goes through tf32, which the Gluon kernel does not do.
-    torch.bfloat16: dict(_HALF, GLUON=True),
+    # Below 8K tokens the GPU work (< ~0.1 ms) no longer hides the host cost of the Gluon path's
+    # second launch and descriptors (4K: 0.38 ms on a slow host, against 0.096 without it).
+    torch.bfloat16: dict(_HALF, GLUON=True, GLUON_MIN_TOKENS=8192),
     torch.float16: _HALF,
 }  # fmt: skip
 
@@ -434,18 +436,21 @@ def triton_prefill(
         return out
     fresh_u8 = fresh.view(torch.uint8) if fresh.dtype == torch.bool else fresh
     tma = cfg["TMA"] and all(map(_tma_ok, (q, k, v)))
-    descs = (
-        [_rows_descriptor(x, cfg["C"], w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
-        if tma
-        else [None] * 4
+    gluon = (
+        cfg.get("GLUON", False) and tma and T >= cfg.get("GLUON_MIN_TOKENS", 0) and _gluon_usable(q)
     )
-    gluon = cfg.get("GLUON", False) and tma and _gluon_usable(q)
     if gluon:  # full blocks in the warp-specialised kernel, each sequence's tail below
         from kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
 
         gluon_prefill_full_blocks(
             q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, cfg.get("GLUON_CFG")
         )
+        tma = False  # tails use masked loads: no descriptors to encode for the launch below
+    descs = (
+        [_rows_descriptor(x, cfg["C"], w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
+        if tma
+        else [None] * 4
+    )
     grid = (B, H, triton.cdiv(D, BV))
     _prefill_kernel[grid](
         q,

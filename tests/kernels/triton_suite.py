@@ -83,7 +83,7 @@ GLUON = pytest.mark.skipif(not HOPPER, reason="the Gluon kernel needs a Hopper G
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, LONG, *HUGE])
 def test_prefill_gluon(T: int, layer: int) -> None:
     """Full blocks in the warp-specialised Gluon kernel, the tail in the Triton kernel."""
-    fn = prefill_with(GLUON=True, TMA=True)
+    fn = prefill_with(GLUON=True, GLUON_MIN_TOKENS=0, TMA=True)
     check_prefill(fn, DEVICE, [T], H, D, dtype=torch.bfloat16, layer=layer, fresh=[False])
 
 
@@ -99,7 +99,7 @@ def test_prefill_many_sequences() -> None:
 def test_prefill_gluon_packed() -> None:
     lengths = [5, 64, 1, 200, 0, 129, 77, 300, 4096, 64]
     fresh = [True, False, False, True, False, True, False, False, True, False]
-    fn = prefill_with(GLUON=True, TMA=True)
+    fn = prefill_with(GLUON=True, GLUON_MIN_TOKENS=0, TMA=True)
     check_prefill(fn, DEVICE, lengths, H, D, dtype=torch.bfloat16, fresh=fresh)
 
 
