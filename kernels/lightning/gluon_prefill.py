@@ -37,10 +37,20 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 
 @gluon.jit
+def _hand_over_x(x_t, x_bufs, x_ready, x_empty, i, NX: gl.constexpr):
+    """Write block i's X^T into hand-over buffer i % NX (as X [C, BV]) once it is free."""
+    x = i % NX
+    mbarrier.wait(x_empty.index(x), ((i // NX) & 1) ^ 1)
+    x_bufs.index(x).store(gl.permute(x_t, [1, 0]))
+    mbarrier.arrive(x_ready.index(x), count=1)
+
+
+@gluon.jit
 def _state_partition(
     STATES, s_off, fresh, log_lam, blk_eps, n_full,
     q_bufs, k_bufs, v_bufs, x_bufs, ready, empty, x_ready, x_empty,
     D: gl.constexpr, BV: gl.constexpr, C: gl.constexpr, NS: gl.constexpr, NX: gl.constexpr,
+    EARLY_X: gl.constexpr,
 ):  # fmt: skip
     acc_s: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16]
@@ -78,15 +88,18 @@ def _state_partition(
         v_t = v_bufs.index(s).permute((1, 0)).load(acc_x)
         vd_t = gl.convert_layout((v_t.to(gl.float32) * k_dec[None, :]).to(op_dtype), a_vd)
         state = warpgroup_mma(vd_t, k_bufs.index(s), state - state * blk_eps, is_async=True)
-        # Register operands are read while the products run: keep them alive until both finish.
-        x_t, state, s_op, vd_t = warpgroup_mma_wait(0, deps=(x_t, state, s_op, vd_t))
+        # Register operands are read while the products run: each stays alive until its product
+        # is done. EARLY_X hands X over while the state update is still running.
+        if EARLY_X:
+            x_t, s_op = warpgroup_mma_wait(1, deps=(x_t, s_op))
+            _hand_over_x(x_t * q_dec[None, :], x_bufs, x_ready, x_empty, i, NX)
+            state, vd_t = warpgroup_mma_wait(0, deps=(state, vd_t))
+        else:
+            x_t, state, s_op, vd_t = warpgroup_mma_wait(0, deps=(x_t, state, s_op, vd_t))
         fence_async_shared()  # the generic read of v before the loader may refill the stage
         mbarrier.arrive(empty.index(s), count=1)
-
-        x = i % NX
-        mbarrier.wait(x_empty.index(x), ((i // NX) & 1) ^ 1)
-        x_bufs.index(x).store(gl.permute(x_t * q_dec[None, :], [1, 0]))
-        mbarrier.arrive(x_ready.index(x), count=1)
+        if not EARLY_X:
+            _hand_over_x(x_t * q_dec[None, :], x_bufs, x_ready, x_empty, i, NX)
 
     gl.store(s_ptrs, state.to(STATES.dtype.element_ty))
 
@@ -166,7 +179,7 @@ def _gluon_prefill_kernel(
     q_desc, k_desc, v_desc, o_desc, STATES, SLOPES, SLOTS, CU, FRESH,
     stride_qh, stride_kh, stride_vh, stride_oh, stride_sn, stride_sh,
     D: gl.constexpr, BV: gl.constexpr, C: gl.constexpr, NS: gl.constexpr, NX: gl.constexpr,
-    INTRA_REGS: gl.constexpr,
+    INTRA_REGS: gl.constexpr, EARLY_X: gl.constexpr,
 ):  # fmt: skip
     b = gl.program_id(0)
     h = gl.program_id(1)
@@ -210,7 +223,7 @@ def _gluon_prefill_kernel(
             (_state_partition, (
                 STATES, s_off, fresh, log_lam, blk_eps, n_full,
                 q_bufs, k_bufs, v_bufs, x_bufs, ready, empty, x_ready, x_empty,
-                D, BV, C, NS, NX,
+                D, BV, C, NS, NX, EARLY_X,
             )),
             # The worker partitions take the same arguments (a Gluon rule); a tuple literal
             # each time, since constexprs stored in a variable would become tensors.
@@ -233,7 +246,7 @@ def _gluon_prefill_kernel(
 
 # Chosen on an H200 (benchmarks/KERNELS_NOTES.md). NS: stages of q, k, v; NX: hand-over buffers
 # of X and o; MAXNREG: registers per thread of the kernel as a whole (12 warps share the file).
-GLUON_CONFIG = dict(C=64, BV=64, NS=3, NX=2, INTRA_REGS=232, MAXNREG=168)
+GLUON_CONFIG = dict(C=64, BV=64, NS=3, NX=2, INTRA_REGS=232, MAXNREG=168, EARLY_X=False)
 
 
 def _desc(x: torch.Tensor, rows: int, cols: int) -> TensorDescriptor:
@@ -258,6 +271,7 @@ def gluon_prefill_full_blocks(
         _desc(q, C, D), _desc(k, C, D), _desc(v, C, BV), _desc(out, C, BV),
         states, slopes, slots, cu_seqlens, fresh_u8,
         q.stride(1), k.stride(1), v.stride(1), out.stride(1), states.stride(0), states.stride(1),
-        D=D, BV=BV, C=C, NS=cfg["NS"], NX=cfg["NX"], INTRA_REGS=cfg["INTRA_REGS"],
+        D=D, BV=BV, C=C, NS=cfg["NS"], NX=cfg["NX"],
+        INTRA_REGS=cfg["INTRA_REGS"], EARLY_X=cfg["EARLY_X"],
         num_warps=4, maxnreg=cfg["MAXNREG"],
     )  # fmt: skip

@@ -96,11 +96,20 @@ def test_prefill_many_sequences() -> None:
 
 
 @GLUON
-def test_prefill_gluon_packed() -> None:
+@pytest.mark.parametrize("early_x", [False, True], ids=["x", "early_x"])
+def test_prefill_gluon_packed(early_x: bool) -> None:
     lengths = [5, 64, 1, 200, 0, 129, 77, 300, 4096, 64]
     fresh = [True, False, False, True, False, True, False, False, True, False]
-    fn = prefill_with(GLUON=True, GLUON_MIN_TOKENS=0, TMA=True)
+    gluon_cfg = dict(EARLY_X=early_x)
+    fn = prefill_with(GLUON=True, GLUON_MIN_TOKENS=0, GLUON_CFG=gluon_cfg, TMA=True)
     check_prefill(fn, DEVICE, lengths, H, D, dtype=torch.bfloat16, fresh=fresh)
+
+
+@GLUON
+@pytest.mark.parametrize("T", [1000, *HUGE])
+def test_prefill_gluon_early_x(T: int) -> None:
+    fn = prefill_with(GLUON=True, GLUON_MIN_TOKENS=0, GLUON_CFG=dict(EARLY_X=True), TMA=True)
+    check_prefill(fn, DEVICE, [T], H, D, dtype=torch.bfloat16, layer=79, fresh=[False])
 
 
 def test_tma_takes_the_model_layout() -> None:
