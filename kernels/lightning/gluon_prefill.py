@@ -15,10 +15,10 @@ The state partition's two products take their left operands (S^T and the decayed
 registers, so nothing it computes is written back to shared memory except X. While it works
 on block i, the intra partition works on block i or i-1 and the loader fetches i+1..i+NS-1.
 
-Only full blocks of C rows are done here; the last, partial block of each sequence is left to
-the Triton kernel (`triton_prefill(..., config={"TAIL_ONLY": True})`), which reads the state
-this kernel writes. Arithmetic, decays and rounding match `triton_prefill`'s 16-bit path
-(`_block_t`), so the two agree to float32 summation order.
+Only full blocks of C rows are done here; `triton_prefill` then launches its own kernel with
+TAIL_ONLY set for the last, partial block of each sequence, starting from the state this kernel
+leaves in the slot. Arithmetic, decays and rounding points match the Triton kernel's 16-bit path
+with the state transposed (`_block_t`), so the two differ only in float32 summation order.
 """
 
 from __future__ import annotations
