@@ -169,6 +169,25 @@ def _block_t(
 
 
 @triton.jit
+def _step(
+    q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
+    EXACT: tl.constexpr, STATE_DOT_F32: tl.constexpr, OP: tl.constexpr, UPCAST: tl.constexpr,
+    PREC: tl.constexpr, EARLY: tl.constexpr, STATE_T: tl.constexpr,
+):  # fmt: skip
+    """One block with the state as the kernel holds it: S^T (`_block_t`, 16-bit inputs) or S."""
+    if STATE_T:
+        o, state = _block_t(
+            q, k, v, state, q_dec, intra_dec, k_dec, blk_eps, OP, UPCAST, STATE_DOT_F32
+        )
+    else:
+        o, state = _block(
+            q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
+            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
+        )  # fmt: skip
+    return o, state
+
+
+@triton.jit
 def _prefill_kernel(
     Q,
     K,
@@ -262,15 +281,10 @@ def _prefill_kernel(
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, C, rc, False, TMA)
         k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, C, rc, False, TMA)
         v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, C, rc, False, TMA)
-        if STATE_T:
-            o, state = _block_t(
-                q, k, v, state, q_dec, intra_dec, k_dec, blk_eps, OP, UPCAST, STATE_DOT_F32
-            )
-        else:
-            o, state = _block(
-                q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
-                EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
-            )  # fmt: skip
+        o, state = _step(
+            q, k, v, state, q_dec, intra_dec, k_dec, blk_eps,
+            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY, STATE_T,
+        )  # fmt: skip
         if TMA:
             OD.store([row.to(tl.int32), o_col], o.to(OD.dtype))
         else:
@@ -284,16 +298,10 @@ def _prefill_kernel(
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, rem, rc, True, TMA)
         k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, rem, rc, True, TMA)
         v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, rem, rc, True, TMA)
-        eps_t = -_expm1(log_lam * m)
-        if STATE_T:
-            o, state = _block_t(
-                q, k, v, state, q_dec, intra_dec, k_dec_t, eps_t, OP, UPCAST, STATE_DOT_F32
-            )
-        else:
-            o, state = _block(
-                q, k, v, state, q_dec, intra_dec, k_dec_t, eps_t,
-                EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY,
-            )  # fmt: skip
+        o, state = _step(
+            q, k, v, state, q_dec, intra_dec, k_dec_t, -_expm1(log_lam * m),
+            EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY, STATE_T,
+        )  # fmt: skip
         tl.store(
             o_ptrs + start * stride_ot, o.to(o_ptrs.dtype.element_ty), mask=(rc < rem)[:, None]
         )
