@@ -20,6 +20,7 @@ triton.testing.do_bench (eager launches) or do_bench_cudagraph (graph replay, fo
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import itertools
 import json
@@ -486,16 +487,14 @@ def bench(out_dir: Path) -> list[dict]:
             if fla is not None:
                 try:
                     qf, kf, vf = (x.reshape(B, 1, H, D).contiguous() for x in (q, k, v))
-                    fn = lambda s=s0: fla[1](  # noqa: E731
-                        qf,
-                        kf,
-                        vf,
-                        g_gamma=-slopes,
-                        scale=1.0,
-                        initial_state=s,
-                        output_final_state=True,
-                        cu_seqlens=None,
-                    )
+
+                    def fla_decode(s):
+                        return fla[1](
+                            qf, kf, vf, g_gamma=-slopes, scale=1.0, initial_state=s,
+                            output_final_state=True,
+                        )  # fmt: skip
+
+                    fn = functools.partial(fla_decode, s0)
                     ref_plain = lam * s64 + k.double().unsqueeze(-1) * v.double().unsqueeze(-2)
                     o, s = fn()
                     err = max(
@@ -505,18 +504,7 @@ def bench(out_dir: Path) -> list[dict]:
                         rel_err(s, ref_plain),
                     )
                     eager = bench_ms(fn)
-                    fns = [
-                        lambda s=s_: fla[1](
-                            qf,
-                            kf,
-                            vf,
-                            g_gamma=-slopes,
-                            scale=1.0,
-                            initial_state=s,
-                            output_final_state=True,
-                        )
-                        for s_ in bufs
-                    ]
+                    fns = [functools.partial(fla_decode, s_) for s_ in bufs]
                     try:
                         graph = bench_graph_ms(fns)
                     except Exception as exc:
