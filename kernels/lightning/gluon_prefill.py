@@ -37,6 +37,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from kernels.lightning.layout import rows_matrix
+
 
 @gluon.jit
 def _hand_over_x(x_t, x_bufs, x_ready, x_empty, i, NX: gl.constexpr):
@@ -248,7 +250,7 @@ def _gluon_prefill_kernel(
 
 # Chosen on an H200 (benchmarks/KERNELS_NOTES.md). NS: stages of q, k, v; NX: hand-over buffers
 # of X and o; MAXNREG: registers per thread of the kernel as a whole (12 warps share the file).
-GLUON_CONFIG = dict(C=64, BV=64, NS=3, NX=2, INTRA_REGS=232, MAXNREG=168, EARLY_X=False)
+GLUON_CONFIG = dict(BV=64, NS=3, NX=2, INTRA_REGS=232, MAXNREG=168, EARLY_X=False)
 
 
 @functools.cache
@@ -258,22 +260,19 @@ def _tile_layout(rows: int, cols: int) -> gl.NVMMASharedLayout:
 
 
 def _desc(x: torch.Tensor, rows: int, cols: int) -> TensorDescriptor:
-    """x [T, H, D] as the row-major matrix its rows live in (as triton_prefill._rows_descriptor)."""
-    T, H, D = x.shape
-    layout = _tile_layout(rows, cols)
-    return TensorDescriptor(
-        x, [T, (H - 1) * x.stride(1) + D], [x.stride(0), 1], [rows, cols], layout
-    )
+    """x [T, H, D] as its rows matrix (`layout.rows_matrix`), moved in tiles of rows x cols."""
+    return TensorDescriptor(x, *rows_matrix(x), [rows, cols], _tile_layout(rows, cols))
 
 
 def gluon_prefill_full_blocks(
-    q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, config: dict | None = None
+    q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, C: int, config: dict | None = None
 ) -> None:
     """Run every full block of C rows of each sequence, writing out's rows and the state after
-    the last full block into each sequence's slot. No host synchronisation."""
+    the last full block into each sequence's slot. No host synchronisation. C is the caller's
+    block size: its tail launch starts where these blocks end."""
     cfg = dict(GLUON_CONFIG, **(config or {}))
     T, H, D = q.shape
-    C, BV = cfg["C"], min(cfg["BV"], D)
+    BV = min(cfg["BV"], D)
     B = cu_seqlens.shape[0] - 1
     _gluon_prefill_kernel[(B, H, D // BV)](
         _desc(q, C, D), _desc(k, C, D), _desc(v, C, BV), _desc(out, C, BV),

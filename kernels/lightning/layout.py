@@ -1,4 +1,4 @@
-"""The memory layout the Triton lightning kernels accept, checked once for both of them."""
+"""The memory layout the GPU lightning kernels accept, checked once for all of them."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ def check_layout(
         raise ValueError("q, k, v need a contiguous last dimension")
     if states.stride(-1) != 1 or states.stride(-2) != D:
         raise ValueError("each state [D, D] must be contiguous")
+
+
+def rows_matrix(x: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Shape and strides of the row-major matrix the rows of x [T, H, D] live in,
+    [T, (H - 1) * stride_h + D]: head h starts at column h * stride_h, so q, k, v as views of one
+    fused projection qualify. TMA descriptors of both kernels are built over it."""
+    T, H, D = x.shape
+    return [T, (H - 1) * x.stride(1) + D], [x.stride(0), 1]

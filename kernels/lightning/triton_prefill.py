@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels.lightning.layout import check_layout
+from kernels.lightning.layout import check_layout, rows_matrix
 
 
 @triton.jit
@@ -379,9 +379,14 @@ def _default_config(q: torch.Tensor, B: int) -> dict:
 
 
 @functools.cache
+def _major(device: torch.device) -> int:
+    """Compute capability major; asked once per device, not per layer call."""
+    return torch.cuda.get_device_capability(device)[0]
+
+
 def _has_tma(device: torch.device) -> bool:
-    """Hopper (compute capability 9) and later; asked once per device, not per layer call."""
-    return torch.cuda.get_device_capability(device)[0] >= 9
+    """Hopper (compute capability 9) and later."""
+    return _major(device) >= 9
 
 
 def _tma_ok(x: torch.Tensor) -> bool:
@@ -404,17 +409,13 @@ def _gluon_usable(q: torch.Tensor) -> bool:
         q.is_cuda
         and q.dtype == torch.bfloat16
         and q.shape[2] in (64, 128)
-        and _has_tma(q.device)
-        and torch.cuda.get_device_capability(q.device)[0] == 9
+        and _major(q.device) == 9
     )
 
 
 def _rows_descriptor(x: torch.Tensor, rows: int, cols: int) -> TensorDescriptor:
-    """x [T, H, D] as the row-major matrix its rows live in, [T, (H - 1) * stride_h + D]
-    (head h starts at column h * stride_h; this also covers q, k, v as views of one fused
-    projection), moved in tiles of rows x cols."""
-    T, H, D = x.shape
-    return TensorDescriptor(x, [T, (H - 1) * x.stride(1) + D], [x.stride(0), 1], [rows, cols])
+    """x [T, H, D] as its rows matrix (`layout.rows_matrix`), moved in tiles of rows x cols."""
+    return TensorDescriptor(x, *rows_matrix(x), [rows, cols])
 
 
 def triton_prefill(
@@ -451,7 +452,17 @@ def triton_prefill(
         from kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
 
         gluon_prefill_full_blocks(
-            q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, cfg.get("GLUON_CFG")
+            q,
+            k,
+            v,
+            out,
+            slopes,
+            states,
+            slots,
+            cu_seqlens,
+            fresh_u8,
+            cfg["C"],
+            cfg.get("GLUON_CFG"),
         )
         tma = False  # tails use masked loads: no descriptors to encode for the launch below
     descs = (
