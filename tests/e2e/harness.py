@@ -6,6 +6,8 @@ start on 2 cores) and talks to it with the SDK's real clients.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema
 import psutil
 
@@ -34,6 +37,54 @@ TEST_ENV = {
 }
 
 SAMPLE_CODE = "def mean(xs):\n    return sum(xs) / len(xs)\n"
+
+
+def initialize_request(client_name: str) -> dict[str, Any]:
+    """A raw JSON-RPC `initialize` request, for tests that speak the protocol by hand."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": "0"},
+        },
+    }
+
+
+async def read_stats(client: Any) -> dict[str, Any]:
+    """The server's `m1://stats` resource."""
+    return json.loads((await client.read_resource("m1://stats")).contents[0].text)
+
+
+async def cancel_long_chat(client: Any, start_timeout: float) -> dict[str, Any]:
+    """Start a 4000-token chat, cancel it once its tokens flow, and wait until neither the
+    server nor the engine has anything running; return the stats at that point."""
+    started = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if total == 4000 and progress > 0:
+            started.set()
+
+    async def long_call() -> None:
+        await client.call_tool(
+            "chat",
+            {"messages": [{"role": "user", "content": "Go on."}], "max_tokens": 4000},
+            progress_callback=on_progress,
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(long_call)
+        with anyio.fail_after(start_timeout):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    with anyio.fail_after(20):
+        while True:
+            stats = await read_stats(client)
+            if stats["in_flight"] == 0 and stats["engine_unfinished_requests"] == 0:
+                return stats
+            await anyio.sleep(0.2)
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -127,6 +178,17 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@contextlib.contextmanager
+def running_http_server(transport: str, tmp: Path, args: list[str], env: dict[str, str]):
+    """An `HttpServer` for a test module (log in tmp/server.log), stopped after it if still up."""
+    srv = HttpServer(transport, tmp / "server.log", args, env)
+    try:
+        yield srv
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
 
 
 class HttpServer:

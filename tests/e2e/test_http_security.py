@@ -23,47 +23,38 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("auth")
-    srv = harness.HttpServer(
+    with harness.running_http_server(
         "streamable-http",
-        tmp / "server.log",
+        tmp,
         ["--model", str(tmp / "no-such-checkpoint")],
         harness.server_env(M1_MCP_AUTH_TOKEN=TOKEN),
-    )
-    yield srv
-    if srv.proc.poll() is None:
-        srv.stop()
-
-
-def _init_body() -> dict:
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
+    ) as srv:
+        yield srv
 
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def test_requests_without_the_token_are_refused(server) -> None:
-    r = httpx2.post(server.url, json=_init_body(), headers=HEADERS)
+    r = httpx2.post(server.url, json=harness.initialize_request("t"), headers=HEADERS)
     assert r.status_code == 401 and "Bearer" in r.headers["www-authenticate"]
-    r = httpx2.post(server.url, json=_init_body(), headers=HEADERS | {"Authorization": "Bearer x"})
+    r = httpx2.post(
+        server.url,
+        json=harness.initialize_request("t"),
+        headers=HEADERS | {"Authorization": "Bearer x"},
+    )
     assert r.status_code == 401
 
 
 def test_dns_rebinding_protection_is_kept(server) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     bad = httpx2.post(
-        server.url, json=_init_body(), headers=HEADERS | auth | {"Host": "evil.example:80"}
+        server.url,
+        json=harness.initialize_request("t"),
+        headers=HEADERS | auth | {"Host": "evil.example:80"},
     )
     assert bad.status_code in (400, 403, 421)
-    good = httpx2.post(server.url, json=_init_body(), headers=HEADERS | auth)
+    good = httpx2.post(server.url, json=harness.initialize_request("t"), headers=HEADERS | auth)
     assert good.status_code == 200
 
 

@@ -17,13 +17,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("sse")
     root = harness.make_file_root(tmp / "root")
-    srv = harness.HttpServer(
-        "sse", tmp / "server.log", ["--file-root", str(root)], harness.server_env()
-    )
-    srv.root = root
-    yield srv
-    if srv.proc.poll() is None:
-        srv.stop()
+    with harness.running_http_server(
+        "sse", tmp, ["--file-root", str(root)], harness.server_env()
+    ) as srv:
+        srv.root = root
+        yield srv
 
 
 async def test_list_and_call_every_tool(server) -> None:

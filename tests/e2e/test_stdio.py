@@ -6,7 +6,6 @@ import json
 import subprocess
 import time
 
-import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -54,31 +53,7 @@ async def test_session_tools_progress_cancel_and_bad_input(tmp_path) -> None:
         assert insights.structured_content["summary"] is None
 
         # Cancel mid-generation: the engine drops the request.
-        started = anyio.Event()
-
-        async def on_tokens(progress: float, total: float | None, message: str | None) -> None:
-            if total == 4000 and progress > 0:
-                started.set()
-
-        async with anyio.create_task_group() as tg:
-
-            async def long_call() -> None:
-                await client.call_tool(
-                    "chat",
-                    {"messages": [{"role": "user", "content": "more"}], "max_tokens": 4000},
-                    progress_callback=on_tokens,
-                )
-
-            tg.start_soon(long_call)
-            with anyio.fail_after(60):
-                await started.wait()
-            tg.cancel_scope.cancel()
-        with anyio.fail_after(20):
-            while True:
-                stats = json.loads((await client.read_resource("m1://stats")).contents[0].text)
-                if stats["engine_unfinished_requests"] == 0 and stats["in_flight"] == 0:
-                    break
-                await anyio.sleep(0.2)
+        stats = await harness.cancel_long_chat(client, start_timeout=60)
         assert stats["cancelled"] >= 1
 
         for name, args, needle in harness.BAD_CALLS:
@@ -110,19 +85,7 @@ def test_initialize_is_fast_while_loading_and_eof_leaves_no_engine_process(tmp_p
     )
     try:
         t0 = time.monotonic()
-        _send(
-            proc,
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "0"},
-                },
-            },
-        )
+        _send(proc, harness.initialize_request("raw"))
         init = _receive(proc)
         t_init = time.monotonic() - t0
         assert init["result"]["serverInfo"]["name"] == "m1-mcp"

@@ -25,21 +25,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("http")
     root = harness.make_file_root(tmp / "root")
-    srv = harness.HttpServer(
-        "streamable-http",
-        tmp / "server.log",
-        ["--file-root", str(root)],
-        harness.server_env(),
-    )
-    srv.root = root
-    yield srv
-    if srv.proc.poll() is None:
-        srv.stop()
-
-
-async def _stats(client: Client) -> dict:
-    res = await client.read_resource("m1://stats")
-    return json.loads(res.contents[0].text)
+    with harness.running_http_server(
+        "streamable-http", tmp, ["--file-root", str(root)], harness.server_env()
+    ) as srv:
+        srv.root = root
+        yield srv
 
 
 async def test_list_and_call_every_tool(server) -> None:
@@ -77,38 +67,13 @@ async def test_progress_during_long_generation(server) -> None:
 
 
 async def test_cancel_aborts_the_engine_request(server) -> None:
-    started = anyio.Event()
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        if total == 4000 and progress > 0:
-            started.set()
-
     async with Client(server.url, read_timeout_seconds=300) as client:
-        before = await _stats(client)
-        async with anyio.create_task_group() as tg:
-
-            async def call() -> None:
-                await client.call_tool(
-                    "chat",
-                    {"messages": [{"role": "user", "content": "Go on."}], "max_tokens": 4000},
-                    progress_callback=on_progress,
-                )
-
-            tg.start_soon(call)
-            with anyio.fail_after(120):
-                await started.wait()
-            tg.cancel_scope.cancel()
-
+        before = await harness.read_stats(client)
         # The engine must report nothing running, and stop producing tokens.
-        with anyio.fail_after(20):
-            while True:
-                stats = await _stats(client)
-                if stats["in_flight"] == 0 and stats["engine_unfinished_requests"] == 0:
-                    break
-                await anyio.sleep(0.2)
+        stats = await harness.cancel_long_chat(client, start_timeout=120)
         assert stats["cancelled"] == before["cancelled"] + 1
         await anyio.sleep(1.0)
-        later = await _stats(client)
+        later = await harness.read_stats(client)
         assert later["completion_tokens"] == stats["completion_tokens"]
         assert later["completion_tokens"] - before["completion_tokens"] < 4000
 
@@ -134,7 +99,7 @@ async def test_busy_beyond_queue_then_recovers(server) -> None:
             "chat", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 4}
         )
         assert not ok.is_error
-        assert (await _stats(client))["rejected_busy"] >= len(busy)
+        assert (await harness.read_stats(client))["rejected_busy"] >= len(busy)
 
 
 async def test_bad_input_gets_clear_errors_and_server_keeps_serving(server) -> None:
@@ -177,7 +142,7 @@ async def test_resources_and_prompts(server) -> None:
         assert card["architecture"] == "MiniMaxM1ForCausalLM"
         assert card["context_length"] == 14336 and card["dtype"] == "float32"
         assert card["device"] == "cpu" and card["vllm_version"].startswith("0.")
-        stats = await _stats(client)
+        stats = await harness.read_stats(client)
         for key in ("requests", "in_flight", "queued", "prompt_tokens", "completion_tokens"):
             assert key in stats
         assert "tokens_per_s" in stats
