@@ -426,13 +426,17 @@ class Engine:
 
     def _explain(self, exc: Exception) -> Exception:
         """vLLM's failures as engine errors a caller can act on; a dead engine stays dead."""
-        name = type(exc).__name__
-        if name == "EngineDeadError":
+        from vllm.exceptions import VLLMClientError  # vLLM loads lazily (server start-up)
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if isinstance(exc, EngineDeadError):
             self.state = "failed"
             self.error = "the vLLM engine process died"
             log.error("engine: vLLM engine died", exc_info=exc)
             return EngineNotReady("the model engine stopped working; restart the server")
-        if isinstance(exc, ValueError):  # vLLM's request validation errors
+        # vLLM 0.32 raises VLLMValidationError (a VLLMClientError, not a ValueError) for requests
+        # it refuses; everything else unexpected arrives wrapped as EngineGenerateError.
+        if isinstance(exc, (VLLMClientError, ValueError)):
             return EngineError(f"the engine refused the request: {exc}")
         return exc
 
@@ -563,7 +567,10 @@ class Engine:
                         Progress("generating", n_tokens, max_tokens, tail=tail.replace("\n", " "))
                     )
         except Exception as exc:
-            raise self._explain(exc) from exc
+            explained = self._explain(exc)
+            if explained is exc:
+                raise
+            raise explained from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()

@@ -18,6 +18,7 @@ from runtime.engine import (
     Engine,
     EngineBusy,
     EngineConfig,
+    EngineError,
     EngineNotReady,
     GenerationRequest,
     Progress,
@@ -125,3 +126,18 @@ async def test_engine_end_to_end() -> None:
         await engine.stop()
     assert engine.state == "stopped"
     assert _child_processes() == []
+
+
+@pytest.mark.anyio
+async def test_vllm_failures_become_engine_errors() -> None:
+    """vLLM's own exception classes (not look-alikes) map to errors a caller can act on."""
+    from vllm.exceptions import VLLMValidationError
+    from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+    engine = Engine(EngineConfig())
+    refused = engine._explain(VLLMValidationError("max_tokens must be at least 1"))
+    assert isinstance(refused, EngineError) and "refused the request" in str(refused)
+    other = EngineGenerateError()
+    assert engine._explain(other) is other
+    assert isinstance(engine._explain(EngineDeadError()), EngineNotReady)
+    assert engine.state == "failed"
