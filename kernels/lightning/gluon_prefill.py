@@ -194,7 +194,8 @@ def _gluon_prefill_kernel(
     slot = gl.load(SLOTS + b).to(gl.int64)
     fresh = gl.load(FRESH + b) != 0
     log_lam = -gl.load(SLOPES + h).to(gl.float32)
-    x = log_lam * C  # blk_eps = 1 - lam^C without cancellation (see triton_prefill._expm1)
+    # blk_eps = 1 - lam^C without cancellation: triton_math.expm1, written out for Gluon
+    x = log_lam * C
     series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
     blk_eps = -gl.where(x > -1e-2, series, gl.exp(x) - 1.0)
     s_off = slot * stride_sn + h * stride_sh + iv * BV

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from kernels.lightning.layout import check_layout
+from kernels.lightning.triton_math import expm1
 
 
 @triton.jit
@@ -60,8 +61,7 @@ def _decode_kernel(
         x = -tl.load(SLOPES + h).to(tl.float32)
         # S <- S - (1 - lam) S: 1 - lam is exact to float32 rounding even for tiny slopes, where
         # a rounded lam applied once per generated token would drift over long generations.
-        series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
-        eps = -tl.where(x > -1e-2, series, tl.exp(x) - 1.0)
+        eps = -expm1(x)
         s_ptrs = STATES + slot * stride_sn + h * stride_sh + rk[:, None] * D + rv[None, :]
         state = tl.load(s_ptrs).to(tl.float32)
         q = tl.load(Q + b * stride_qb + h * stride_qh + rk).to(tl.float32)

@@ -32,6 +32,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from kernels.lightning.layout import check_layout, rows_matrix
+from kernels.lightning.triton_math import expm1
 
 
 @triton.jit
@@ -51,13 +52,6 @@ def _operand(x, OP: tl.constexpr, UPCAST: tl.constexpr):
     else:
         y = x.to(OP)
     return y
-
-
-@triton.jit
-def _expm1(x):
-    """exp(x) - 1 for x <= 0, accurate to float32 rounding also when x is tiny."""
-    series = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
-    return tl.where(x > -1e-2, series, tl.exp(x) - 1.0)
 
 
 @triton.jit
@@ -263,7 +257,7 @@ def _prefill_kernel(
         diff = rcf[:, None] - rcf[None, :]
     intra_dec = tl.where(diff >= 0, tl.exp(log_lam * tl.maximum(diff, 0.0)), 0.0)
     k_dec = tl.exp(log_lam * (C - 1.0 - rcf))
-    blk_eps = -_expm1(log_lam * C)
+    blk_eps = -expm1(log_lam * C)
 
     # Pointers of the block's rows (plain loads), and the head's first column in the row-major
     # [T, row stride] matrices the descriptors describe (TMA).
@@ -299,7 +293,7 @@ def _prefill_kernel(
         k = _load_block(k_ptrs + start * stride_kt, KD, row, k_col, rem, rc, True, TMA)
         v = _load_block(v_ptrs + start * stride_vt, VD, row, v_col, rem, rc, True, TMA)
         o, state = _step(
-            q, k, v, state, q_dec, intra_dec, k_dec_t, -_expm1(log_lam * m),
+            q, k, v, state, q_dec, intra_dec, k_dec_t, -expm1(log_lam * m),
             EXACT, STATE_DOT_F32, OP, UPCAST, PREC, EARLY, STATE_T,
         )  # fmt: skip
         tl.store(
