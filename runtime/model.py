@@ -244,8 +244,7 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
         loaded: set[str] = set()
         unknown: list[str] = []
         for name, tensor in weights:
-            name = _canonical_name(name)
-            if name is None:
+            if name.endswith(_DERIVED):  # recomputed here, not loaded
                 continue
             if ".block_sparse_moe.experts." in name:
                 owner, _, rest = name.partition(".experts.")
@@ -284,17 +283,9 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
 
 
 # Buffers that exporters save beside the weights (transformers writes its lightning decay tables
-# and RoPE frequencies): derived from the config, recomputed here, never loaded.
+# and RoPE frequencies): derived from the config, recomputed here, never loaded. Every other name
+# loads as it is: M1's checkpoints and transformers' `save_pretrained` use the same names.
 _DERIVED = (".rotary_emb.inv_freq", ".slope_rate", ".query_decay", ".key_decay", ".diagonal_decay")
-
-
-def _canonical_name(name: str) -> str | None:
-    """The parameter name a checkpoint tensor loads into; None for derived buffers.
-
-    M1's checkpoints and transformers' in-library MiniMax (as `save_pretrained` writes it) use
-    the same tensor names, so only the derived buffers need handling.
-    """
-    return None if name.endswith(_DERIVED) else name
 
 
 def _brief(names: list[str], limit: int = 12) -> str:

@@ -42,8 +42,11 @@ class PracticeSet(BaseModel):
     usage: Usage
 
 
+MAX_PROBLEMS = 8  # one practice set: what a client may ask for and what the model may return
+
+
 class _PracticePayload(BaseModel):
-    problems: list[PracticeProblem] = Field(max_length=8)
+    problems: list[PracticeProblem] = Field(max_length=MAX_PROBLEMS)
 
 
 def register(server: MCPServer, app: App) -> None:
@@ -85,7 +88,7 @@ def register(server: MCPServer, app: App) -> None:
     async def practice_problems(
         topic: Annotated[str, Field(min_length=1, max_length=200)],
         difficulty: prompts.Difficulty = "medium",
-        count: Annotated[int, Field(ge=1, le=8)] = 3,
+        count: Annotated[int, Field(ge=1, le=MAX_PROBLEMS)] = 3,
         ctx: Context | None = None,
     ) -> PracticeSet:
         report = Reporter(ctx)
