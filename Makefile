@@ -1,4 +1,5 @@
-# The two commands the README documents. Both create ./.venv on first use.
+# The README's two commands, serve and test (both create ./.venv on first use), plus the
+# install step they share and lint.
 .PHONY: serve test install lint
 
 VENV_STAMP := .venv/.m1-mcp-installed

@@ -96,11 +96,11 @@ def main() -> None:
     softmax_overrides = {"attn_type_list": [1] * hybrid_config["num_hidden_layers"]}
     softmax_config = {**hybrid_config, **softmax_overrides}
     models = {
-        "hybrid 7:1": (resolve_model(None), hybrid_config),
-        "all softmax": (build_variant("softmax", softmax_overrides), softmax_config),
+        "hybrid 7:1": resolve_model(None),
+        "all softmax": build_variant("softmax", softmax_overrides),
     }
     speeds = {}
-    for name, (path, _) in models.items():
+    for name, path in models.items():
         print(f"{name}: {path}", file=sys.stderr)
         speeds[name] = measure(path, args.contexts, args.new_tokens, args.batch)
 

@@ -137,7 +137,8 @@ def _prepare_vllm_environment(config: EngineConfig) -> None:
 
 
 def _cpu_binding(ranks: int) -> str:
-    """Split the cores this process may use into `ranks` groups: '0-3|4-7' style."""
+    """Split the cores this process may use into `ranks` groups, as vLLM's CPU binding wants
+    them: '0,1,2,3|4,5,6,7'."""
     cores = sorted(os.sched_getaffinity(0))
     per = max(1, len(cores) // ranks)
     groups = [cores[i * per : (i + 1) * per] or cores[-1:] for i in range(ranks)]

@@ -2,9 +2,10 @@
 
 - `reference`: the exact token-by-token recurrence (defines the semantics; slow).
 - `torch_chunked`: blocked torch implementation, used for CPU tensors.
-- `triton_prefill` / `triton_decode`: Triton kernels, used for CUDA tensors.
+- `triton_prefill` / `triton_decode`: Triton kernels, used for CUDA tensors (prefill hands the
+  full blocks of long bf16 inputs on Hopper to the Gluon kernel in `gluon_prefill`).
 
-`lightning_prefill` and `lightning_decode` pick the backend from the tensors' device.
+`lightning_prefill` and `lightning_decode` pick the backend from the tensors' device and dtypes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from kernels.lightning.torch_chunked import chunked_decode, chunked_prefill
 
 
 def _triton_ok(q: torch.Tensor, states: torch.Tensor) -> bool:
-    """CUDA tensors take the Triton kernels, except float64 (the chunked torch code runs on any
-    device and is the float64 path)."""
+    """CUDA tensors with a float32 state take the Triton kernels, except float64 inputs (the
+    chunked torch code runs on any device and is the float64 path, and the path for any other
+    state dtype; the model's state cache is float32)."""
     return q.is_cuda and q.dtype != torch.float64 and states.dtype == torch.float32
 
 

@@ -36,9 +36,9 @@ def _copy_with(tmp: Path, edit) -> Path:
     tensors = load_file(shard)
     edit(tensors)
     save_file(tensors, shard)
+    # The edited shard's entries are exactly its tensors now; every other shard's stay.
     index["weight_map"] = {
-        name: file for name, file in index["weight_map"].items() if name in tensors
-        or file != shard.name
+        name: file for name, file in index["weight_map"].items() if file != shard.name
     }
     index["weight_map"].update({name: shard.name for name in tensors})
     (dest / INDEX_FILE).write_text(json.dumps(index))
