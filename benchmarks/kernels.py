@@ -648,6 +648,27 @@ def table(rows: list[dict], meta: dict | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _panel(ax, rows: list[dict], op: str, size_key: str, scale: float, series, labels) -> None:
+    """One log-log panel: each (implementation, dtype, style) series of `op` rows over size_key
+    (batch-1 prefill rows only: sizes like "16x2048" are left out)."""
+    for impl, dtype, style in series:
+        pts = [
+            (int(r[size_key]), r["ms"] * scale)
+            for r in rows
+            if r["op"] == op
+            and r["implementation"] == impl
+            and r["dtype"] == dtype
+            and str(r[size_key]).isdigit()
+        ]
+        if pts:
+            ax.loglog(*zip(*sorted(pts), strict=True), style, label=f"{impl} {dtype}")
+    xlabel, ylabel, title = labels
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -655,45 +676,31 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5))
-    for impl, dtype, style in [
+    prefill = [
         ("m1", "bf16", "o-"),
         ("m1", "fp32", "o--"),
         ("fla", "bf16", "s-"),
         ("vllm", "fp32", "^-"),
         ("sdpa", "bf16", "x-"),
         ("hbm-floor", "bf16", "k:"),
-    ]:
-        pts = [
-            (int(r["tokens"]), r["ms"])
-            for r in rows
-            if r["op"] == "prefill"
-            and r["implementation"] == impl
-            and r["dtype"] == dtype
-            and str(r["tokens"]).isdigit()
-        ]
-        if pts:
-            a1.loglog(*zip(*sorted(pts), strict=True), style, label=f"{impl} {dtype}")
-    a1.set_xlabel("tokens (batch 1)")
-    a1.set_ylabel("ms")
-    a1.set_title("prefill, one lightning layer (64x128)")
-    a1.legend()
-    for impl, dtype, style in [
+    ]
+    decode = [
         ("m1", "bf16", "o-"),
         ("fla", "bf16", "s-"),
         ("vllm", "fp32", "^-"),
         ("hbm-floor", "fp32-state", "k:"),
-    ]:
-        pts = [
-            (r["sequences"], r["ms"] * 1e3)
-            for r in rows
-            if r["op"] == "decode" and r["implementation"] == impl and r["dtype"] == dtype
-        ]
-        if pts:
-            a2.loglog(*zip(*sorted(pts), strict=True), style, label=f"{impl} {dtype}")
-    a2.set_xlabel("sequences")
-    a2.set_ylabel("µs")
-    a2.set_title("decode, one lightning layer")
-    a2.legend()
+    ]
+    labels = ("tokens (batch 1)", "ms", "prefill, one lightning layer (64x128)")
+    _panel(a1, rows, "prefill", "tokens", 1.0, prefill, labels)
+    _panel(
+        a2,
+        rows,
+        "decode",
+        "sequences",
+        1e3,
+        decode,
+        ("sequences", "µs", "decode, one lightning layer"),
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
