@@ -1,11 +1,19 @@
 # The README's two commands, serve and test (both create ./.venv on first use), plus the
 # install step they share and lint.
-.PHONY: serve test install lint
+.PHONY: serve test test-vllm026 install lint
 
 VENV_STAMP := .venv/.m1-mcp-installed
+VENV26_STAMP := .venv26/.m1-mcp-installed
+# The model tests that must pass on every supported vLLM (0.26 here, 0.32 in .venv).
+VLLM_MODEL_TESTS := tests/runtime/test_vllm_compat.py tests/runtime/test_vllm_model.py \
+	tests/runtime/test_transformers_parity.py tests/runtime/test_weight_loading.py
 
 $(VENV_STAMP): pyproject.toml scripts/install.sh
 	scripts/install.sh
+	touch $@
+
+$(VENV26_STAMP): $(VENV_STAMP) scripts/install_vllm026.sh
+	scripts/install_vllm026.sh
 	touch $@
 
 install: $(VENV_STAMP)
@@ -14,9 +22,13 @@ install: $(VENV_STAMP)
 serve: $(VENV_STAMP)
 	.venv/bin/m1-mcp serve --transport streamable-http
 
-# The whole test suite (what CI runs).
-test: $(VENV_STAMP)
+# The whole test suite on vLLM 0.32, then the model tests on vLLM 0.26 (what CI runs).
+test: $(VENV_STAMP) $(VENV26_STAMP)
 	.venv/bin/python -m pytest
+	$(MAKE) test-vllm026
+
+test-vllm026: $(VENV26_STAMP)
+	.venv26/bin/python -m pytest $(VLLM_MODEL_TESTS)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check m1_mcp runtime kernels tests benchmarks scripts

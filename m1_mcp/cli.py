@@ -168,6 +168,13 @@ def _doctor(settings: Settings) -> int:
             facts[dist] = version(dist)
         except PackageNotFoundError:
             facts[dist] = "not installed"
+    from runtime.vllm_compat import SUPPORTED_VLLM_TEXT, is_supported, vllm_version
+
+    found = vllm_version()
+    facts["vllm_supported"] = (
+        f"{'yes' if is_supported(found) else 'NO'}: this plugin supports {SUPPORTED_VLLM_TEXT}, "
+        f"found {found or 'none'}"
+    )
     try:
         import torch
 

@@ -427,17 +427,18 @@ class Engine:
 
     def _explain(self, exc: Exception) -> Exception:
         """vLLM's failures as engine errors a caller can act on; a dead engine stays dead."""
-        from vllm.exceptions import VLLMClientError  # vLLM loads lazily (server start-up)
-        from vllm.v1.engine.exceptions import EngineDeadError
+        from vllm.v1.engine.exceptions import EngineDeadError  # vLLM loads lazily (start-up)
+
+        from runtime.vllm_compat import refusal_errors
 
         if isinstance(exc, EngineDeadError):
             self.state = "failed"
             self.error = "the vLLM engine process died"
             log.error("engine: vLLM engine died", exc_info=exc)
             return EngineNotReady("the model engine stopped working; restart the server")
-        # vLLM 0.32 raises VLLMValidationError (a VLLMClientError, not a ValueError) for requests
-        # it refuses; everything else unexpected arrives wrapped as EngineGenerateError.
-        if isinstance(exc, (VLLMClientError, ValueError)):
+        # Requests vLLM refuses (their classes differ by release); everything else unexpected
+        # arrives wrapped as EngineGenerateError.
+        if isinstance(exc, refusal_errors()):
             return EngineError(f"the engine refused the request: {exc}")
         return exc
 

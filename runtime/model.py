@@ -19,7 +19,7 @@ from vllm.compilation.decorators import support_torch_compile
 from vllm.config import VllmConfig
 from vllm.distributed import get_tensor_model_parallel_world_size
 from vllm.model_executor.layers.attention import Attention
-from vllm.model_executor.layers.fused_moe import FusedMoEFactory, GateLinear
+from vllm.model_executor.layers.fused_moe import GateLinear
 from vllm.model_executor.layers.layernorm import RMSNorm
 from vllm.model_executor.layers.linear import QKVParallelLinear, RowParallelLinear
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
@@ -34,6 +34,7 @@ from vllm.sequence import IntermediateTensors
 
 from runtime.config import M1Architecture, architecture_of
 from runtime.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
+from runtime.vllm_compat import fused_moe_factory, load_moe_weights
 
 
 class SoftmaxAttention(nn.Module):
@@ -101,7 +102,7 @@ class SparseMoE(nn.Module):
         self.gate = GateLinear(
             arch.hidden_size, arch.num_experts, out_dtype=torch.float32, prefix=f"{prefix}.gate"
         )
-        self.experts = FusedMoEFactory(
+        self.experts = fused_moe_factory()(
             num_experts=arch.num_experts,
             top_k=arch.top_k,
             hidden_size=arch.hidden_size,
@@ -253,7 +254,7 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
                     unknown.append(name)
                     continue
                 loaded.update(
-                    f"{owner}.experts.{p}" for p in experts.load_weights([(rest, tensor)])
+                    f"{owner}.experts.{p}" for p in load_moe_weights(experts, [(rest, tensor)])
                 )
                 continue
             stacked = next((s for s in _STACKED if s in name), None)

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,16 @@ import anyio
 import jsonschema
 import psutil
 
-M1_MCP = str(Path(sys.executable).parent / "m1-mcp")
+
+def _console_script(name: str) -> str:
+    """The installed console script: beside this Python in a venv, else where pip put it."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return name
+
+
+M1_MCP = _console_script("m1-mcp")
 
 # Small limits so every tool call stays quick on the random-weight tiny model; the context is
 # just large enough for map-reduce over a document of a few chunks.
@@ -87,8 +97,16 @@ async def cancel_long_chat(client: Any, start_timeout: float) -> dict[str, Any]:
             await anyio.sleep(0.2)
 
 
+# What the server's environment keeps from the test's: the basics, plus what a machine may
+# need to find its packages and run vLLM (the GPU kit sets PYTHONPATH and VLLM_* variables).
+_PASSED = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
+
+
 def server_env(**extra: str) -> dict[str, str]:
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR", "LANG") if k in os.environ}
+    env = {
+        k: v for k, v in os.environ.items()
+        if k in _PASSED or (k.startswith("VLLM_") and k != "VLLM_LOGGING_LEVEL")
+    }
     env.update(TEST_ENV)
     env.update(extra)
     return env

@@ -24,6 +24,8 @@ def test_doctor_reports_versions_and_the_plugin() -> None:
     done = _run("doctor")
     assert done.returncode == 0, done.stderr
     assert "minimax_m1" in done.stdout and "mcp: 2." in done.stdout
+    # The installed vLLM is one the plugin supports, and doctor says which range that is.
+    assert "vllm_supported: yes: this plugin supports vLLM >=0.26,<0.35" in done.stdout
 
 
 def test_bad_settings_exit_2_with_the_reason(tmp_path: Path) -> None:
