@@ -24,8 +24,8 @@ on, chunked prefill at 32K tokens a step. What is measured:
   largest batch that fits. The sequences of one measurement share a cached C-token prompt
   and differ in their last 8 tokens, so the set-up prefills C tokens once instead of B x C;
   every sequence still attends over all its C tokens at every step (sharing can only help the
-  softmax models, through L2 hits). The rate is the difference of two runs (4 and 36 new
-  tokens), which cancels the set-up;
+  softmax models, through L2 hits). The rate is the batch over the median time between
+  consecutive tokens of a request (vLLM's own per-request timestamps, 36 new tokens each);
 * capacity: how many 128K-token sequences the KV cache holds, as vLLM computes it.
 """
 
@@ -53,7 +53,7 @@ BATCHES = (1, 16, 64)
 LONGEST = 131072
 MAX_MODEL_LEN = LONGEST + 1024  # the context plus suffix and generated tokens
 SUFFIX = 8
-SHORT, LONG_RUN = 4, 36  # new tokens in the two runs whose difference is the decode rate
+SHORT, LONG_RUN = 4, 36  # new tokens of a warm-up run, and of a timed run
 VOCAB = 8192
 
 WIDTHS = dict(
@@ -84,7 +84,9 @@ def model_config(kind: str) -> dict:
     alpha = (2 * WIDTHS["num_hidden_layers"]) ** 0.25  # M1's post-norm scale, (2L)^(1/4)
     return dict(
         WIDTHS,
-        architectures=["MiniMaxM1ForCausalLM"],
+        architectures=[
+            "MiniMaxM1ForCausalLM" if kind == "hybrid" else "MiniMaxM1SoftmaxForCausalLM"
+        ],
         model_type="minimax_m1",
         attn_type_list=pattern,
         rotary_dim=64,
@@ -119,6 +121,11 @@ def prompt(length: int, seed: int) -> list[int]:
     return [rng.randrange(5, VOCAB) for _ in range(length)]
 
 
+def sharing(base: list[int], batch: int, tag: int) -> list[list[int]]:
+    """`batch` prompts: the shared `base`, then a short suffix of their own."""
+    return [base + prompt(SUFFIX, seed=(tag * 1000 + batch) * 1000 + i) for i in range(batch)]
+
+
 # ------------------------------------------------------------------------------ one model
 
 
@@ -139,25 +146,36 @@ def measure(kind: str, out_json: Path) -> None:
         max_num_batched_tokens=32768,
         max_num_seqs=256,
         seed=0,
+        disable_log_stats=False,  # per-request timestamps (RequestOutput.metrics)
         compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 192, 256]},
     )
     startup_s = time.perf_counter() - started
 
-    def run(prompts: list[list[int]], new_tokens: int) -> float:
+    def run(prompts: list[list[int]], new_tokens: int) -> tuple[float, float | None]:
+        """Wall time of one generate call, and the median decode step the engine timed: each
+        request's (last token - first token) / (tokens - 1), from vLLM's own timestamps."""
         params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
         t = time.perf_counter()
-        llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        return time.perf_counter() - t
+        outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        wall = time.perf_counter() - t
+        steps = [
+            (o.metrics.last_token_ts - o.metrics.first_token_ts) / (new_tokens - 1)
+            for o in outs
+            if o.metrics is not None and new_tokens > 1 and o.metrics.last_token_ts
+        ]
+        return wall, (statistics.median(steps) if steps else None)
 
     run([prompt(1024, seed=1)], 8)  # warm-up: first-call costs are not prefill
     prefill = {}
     for ctx in CONTEXTS:
-        times = [run([prompt(ctx, seed=100 + ctx + r)], 1) for r in range(2)]
+        reps = 1 if ctx == LONGEST else 2  # a 128K prefill is long enough to time once
+        times = [run([prompt(ctx, seed=100 + ctx + r)], 1)[0] for r in range(reps)]
         prefill[ctx] = min(times)
         print(f"[{kind}] prefill {ctx}: {prefill[ctx] * 1e3:.1f} ms", file=sys.stderr)
 
     fit = capacity_from_log()
-    decode = []
+    decode: list[dict] = []
+    warm: set[int] = set()
     for ctx in CONTEXTS:
         base = prompt(ctx, seed=ctx)
         run([base], 1)  # cache the shared prompt
@@ -170,14 +188,17 @@ def measure(kind: str, out_json: Path) -> None:
                 row["note"] = "does not fit"
                 decode.append(row)
                 continue
-            # Fresh suffixes for each run: only the shared prompt is a cache hit.
-            t_short = run([base + prompt(SUFFIX, seed=2 * (i * 7919 + b)) for i in range(b)], SHORT)
-            t_long = run([base + prompt(SUFFIX, seed=2 * (i * 7919 + b) + 1) for i in range(b)],
-                         LONG_RUN)
-            rate = b * (LONG_RUN - SHORT) / max(t_long - t_short, 1e-9)
-            row.update(tokens_per_s=rate, step_ms=(t_long - t_short) / (LONG_RUN - SHORT) * 1e3)
+            # Fresh suffixes for each run: only the shared prompt is a cache hit. The first run
+            # at a new batch size also compiles kernels for its shapes: a warm-up, not timed.
+            if b not in warm:
+                run(sharing(base, b, tag=0), SHORT)
+                warm.add(b)
+            wall, step_s = run(sharing(base, b, tag=1), LONG_RUN)
+            rate = b / step_s if step_s else None
+            row.update(tokens_per_s=rate, step_ms=step_s * 1e3 if step_s else None,
+                       wall_s=wall)
             decode.append(row)
-            print(f"[{kind}] decode ctx {ctx} batch {b}: {rate:.0f} tok/s", file=sys.stderr)
+            print(f"[{kind}] decode ctx {ctx} batch {b}: {_fmt(rate)} tok/s", file=sys.stderr)
 
     import torch
     import vllm

@@ -283,6 +283,24 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
         return loaded
 
 
+class MiniMaxM1SoftmaxForCausalLM(MiniMaxM1ForCausalLM):
+    """The same model for configs whose every layer is softmax (the all-softmax baseline of
+    benchmarks/gpu_serving.py): vLLM must not treat it as hybrid, since it has no state
+    layers for the hybrid machinery to find."""
+
+    is_hybrid = False
+    has_inner_state = False
+
+    def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        arch = architecture_of(vllm_config.model_config.hf_config)
+        if arch.num_lightning_layers:
+            raise ValueError(
+                f"{type(self).__name__} is for all-softmax configs, but this one has "
+                f"{arch.num_lightning_layers} lightning layers; use MiniMaxM1ForCausalLM"
+            )
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+
+
 # Buffers that exporters save beside the weights (transformers writes its lightning decay tables
 # and RoPE frequencies): derived from the config, recomputed here, never loaded. Every other name
 # loads as it is: M1's checkpoints and transformers' `save_pretrained` use the same names.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 ARCHITECTURES = ("MiniMaxM1ForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxForCausalLM")
 MODEL_CLASS = "runtime.model:MiniMaxM1ForCausalLM"
+# M1's layers with no lightning layer at all (a baseline for benchmarks): not a hybrid model.
+SOFTMAX_ARCHITECTURE = "MiniMaxM1SoftmaxForCausalLM"
 # The custom op runtime.lightning registers in vLLM's op library (torch.ops.vllm.<name>).
 LIGHTNING_OP_NAME = "m1_lightning_attention"
 LIGHTNING_OP = f"vllm::{LIGHTNING_OP_NAME}"
@@ -25,6 +27,7 @@ def register() -> None:
     for arch in ARCHITECTURES:
         # A lazy "module:Class" string: the model module (and torch ops) load only when used.
         ModelRegistry.register_model(arch, MODEL_CLASS)
+    ModelRegistry.register_model(SOFTMAX_ARCHITECTURE, f"runtime.model:{SOFTMAX_ARCHITECTURE}")
     # The lightning op must split compiled graphs like vLLM's own attention ops do.
     if LIGHTNING_OP not in CompilationConfig._attention_ops:
         CompilationConfig._attention_ops.append(LIGHTNING_OP)

@@ -16,8 +16,10 @@ from tests.runtime.vllm_helpers import greedy, tokens_prompt
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 FP32_TOLERANCE = 2e-3  # prompt log-probabilities, GPU float32 against CPU float32
-BF16_PROMPTS = 8
 BF16_STEPS = 32
+# A parting of greedy paths counts as a near tie when the two best tokens were closer than
+# this many times the largest log-probability difference seen before any parting.
+NEAR_TIE = 4
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,13 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
 
 
 def test_bf16_compiled_matches_bf16_eager(models) -> None:
+    """bf16 with torch.compile + CUDA graphs against bf16 eager. Inductor fuses and rounds
+    differently from eager kernels, so log-probabilities differ at bf16's resolution; a random
+    model's next-token distribution is nearly flat (top-2 gaps of 1e-3 are common), so greedy
+    paths may part where the two best tokens are that close. Every parting must be such a near
+    tie; the count of identical continuations is reported."""
     prompts = [cases.prompt(n, seed=2000 + n) for n in (5, 33, 64, 129, 400, 777, 1500, 3000)]
-    params = greedy(BF16_STEPS, logprobs=0)
+    params = greedy(BF16_STEPS, logprobs=2)
     runs = {}
     for compiled in (False, True):
         with gpu_engine(models["tiny-m1"], "bfloat16", compiled=compiled) as llm:
@@ -86,15 +93,19 @@ def test_bf16_compiled_matches_bf16_eager(models) -> None:
                                           use_tqdm=False)
     eager, graphs = completions(runs[False]), completions(runs[True])
     identical = sum(a == b for a, b in zip(eager, graphs, strict=True))
-    diffs = []
+    diffs, partings = [], []
     for e, g in zip(runs[False], runs[True], strict=True):
         n = common_prefix(list(e.outputs[0].token_ids), list(g.outputs[0].token_ids))
         diffs += [abs(a - b) for a, b in zip(chosen_logprobs(e)[:n], chosen_logprobs(g)[:n],
                                              strict=True)]
+        if n < BF16_STEPS:
+            top = sorted((lp.logprob for lp in e.outputs[0].logprobs[n].values()), reverse=True)
+            partings.append({"step": n, "eager_top2_gap": top[0] - top[1]})
     report(
         "bf16-compiled-vs-eager", prompts=len(prompts), steps=BF16_STEPS,
-        identical=identical, first_divergence=[common_prefix(a, b) for a, b in
-                                               zip(eager, graphs, strict=True)],
+        identical=identical, partings=partings,
         max_logprob_diff=max(diffs), median_logprob_diff=statistics.median(diffs),
     )
-    assert identical >= len(prompts) - 2, f"only {identical} of {len(prompts)} identical"
+    assert statistics.median(diffs) < 0.01, "compiled and eager bf16 differ beyond rounding"
+    near_tie = NEAR_TIE * max(max(diffs), 1e-3)
+    assert all(p["eager_top2_gap"] < near_tie for p in partings), partings

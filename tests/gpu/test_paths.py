@@ -86,13 +86,14 @@ def test_concurrent_requests_equal_each_alone(tiny) -> None:
 def test_prefix_caching_on_equals_off(tiny) -> None:
     """Requests sharing a 1,500-token prefix: with prefix caching the later ones reuse cached
     blocks (and the lightning states saved at block boundaries) and must still give the outputs
-    of an engine without caching."""
+    of an engine without caching. Eager float32: what is tested is the scheduler and state
+    bookkeeping, which compilation does not touch."""
     shared = cases.prompt(1500, seed=11)
     prompts = [shared + cases.prompt(20 + 37 * i, seed=40 + i) for i in range(6)]
     params = greedy(24, logprobs=0)
     runs, cached = {}, {}
     for caching in (False, True):
-        with gpu_engine(tiny, "float32", compiled=True, enable_prefix_caching=caching) as llm:
+        with gpu_engine(tiny, "float32", compiled=False, enable_prefix_caching=caching) as llm:
             first = llm.generate([tokens_prompt(prompts[0])], params, use_tqdm=False)
             rest = llm.generate([tokens_prompt(p) for p in prompts[1:]], params, use_tqdm=False)
             runs[caching] = first + rest
