@@ -404,9 +404,12 @@ class Engine:
         recent = sum(n for _, n in self._recent)
         unfinished = 0
         if self._llm is not None:
+            from runtime.vllm_compat import unfinished_requests
+
             try:
-                unfinished = int(self._llm.get_num_unfinished_requests())
+                unfinished = unfinished_requests(self._llm)
             except Exception:
+                log.warning("engine: cannot count vLLM's unfinished requests", exc_info=True)
                 unfinished = -1
         return {
             "state": self.state,

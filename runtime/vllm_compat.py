@@ -15,6 +15,9 @@ What differs, and since when:
 * Request refusals: from 0.28 vLLM raises ``VLLMClientError`` subclasses (0.32's
   ``VLLMValidationError`` is one, and is no longer a ``ValueError``); before, refusals were
   ``ValueError``s.
+* Counting a running ``AsyncLLM``'s unfinished requests: 0.32 has
+  ``AsyncLLM.get_num_unfinished_requests``; 0.26 has it only on its output processor
+  (:func:`unfinished_requests`).
 * The model runner: hybrid models default to the old (V1) runner up to 0.31 and to the new
   (V2) runner from 0.32; 0.34 has only the new one. Nothing in the model depends on which
   runner drives it (both hand the lightning layer the same ``LinearAttentionMetadata``);
@@ -72,6 +75,14 @@ def load_moe_weights(experts, weights) -> Iterator[str]:
     own = {name for name, _ in experts.named_parameters()}
     for name in experts.load_weights(weights):
         yield name if name in own else f"routed_experts.{name}"
+
+
+def unfinished_requests(llm) -> int:
+    """Requests an ``AsyncLLM`` has accepted and not yet finished or aborted."""
+    count = getattr(llm, "get_num_unfinished_requests", None)  # 0.32 (0.26 lacks it)
+    if count is None:
+        count = llm.output_processor.get_num_unfinished_requests
+    return int(count())
 
 
 def refusal_errors() -> tuple[type[BaseException], ...]:
