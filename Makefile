@@ -4,9 +4,10 @@
 
 VENV_STAMP := .venv/.m1-mcp-installed
 VENV26_STAMP := .venv26/.m1-mcp-installed
-# The model tests that must pass on every supported vLLM (0.26 here, 0.32 in .venv).
+# The model, engine and vLLM-server tests that must pass on every supported vLLM (0.26 here,
+# 0.32 in .venv).
 VLLM_MODEL_TESTS := tests/runtime/test_vllm_compat.py tests/runtime/test_vllm_model.py \
-	tests/runtime/test_engine.py \
+	tests/runtime/test_engine.py tests/runtime/test_openai_parsers.py tests/e2e/test_vllm_serve.py \
 	tests/runtime/test_transformers_parity.py tests/runtime/test_weight_loading.py
 
 $(VENV_STAMP): pyproject.toml scripts/install.sh

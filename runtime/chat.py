@@ -185,3 +185,88 @@ def final_answer(text: str) -> str:
         return boxed
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: what can be shown of a partial generation. Each function maps the text so far to
+# what is safe to emit; applied to a growing text, every part only ever grows, so a caller
+# emits the difference between two calls. A tag split across tokens is held back until it is
+# whole ("</thi" shows nothing until the next token says whether it is "</think>").
+
+
+def _held_back(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a proper beginning of `tag`."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-n:]):
+            return n
+    return 0
+
+
+@dataclass
+class ReasoningSoFar:
+    reasoning: str
+    content: str
+    ended: bool  # the reasoning block is closed, or the answer started without one
+
+
+def reasoning_so_far(text: str, prompt_opened_think: bool = False) -> ReasoningSoFar:
+    """The streaming counterpart of `split_reasoning` (same split once the text is complete,
+    except that the parts keep their inner whitespace)."""
+    if prompt_opened_think:
+        text = _THINK_OPEN + text
+    stripped = text.lstrip()
+    if not stripped or _THINK_OPEN.startswith(stripped):
+        return ReasoningSoFar("", "", False)  # nothing yet, or a "<think>" still arriving
+    if not stripped.startswith(_THINK_OPEN):
+        return ReasoningSoFar("", stripped, True)
+    body = stripped[len(_THINK_OPEN) :]
+    end = body.find(_THINK_CLOSE)
+    if end < 0:
+        shown = body[: len(body) - _held_back(body, _THINK_CLOSE)]
+        return ReasoningSoFar(shown.lstrip("\n"), "", False)
+    answer = body[end + len(_THINK_CLOSE) :]
+    return ReasoningSoFar(body[:end].lstrip("\n"), answer.lstrip("\n"), True)
+
+
+_CALLS_OPEN = "<tool_calls>"
+_CALLS_CLOSE = "</tool_calls>"
+
+
+@dataclass
+class ToolCallsSoFar:
+    content: str  # text outside the blocks, and malformed call lines verbatim
+    calls: list[ToolCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def tool_calls_so_far(answer: str) -> ToolCallsSoFar:
+    """The streaming counterpart of `parse_tool_calls`: a call counts once its line is complete
+    (a newline or `</tool_calls>` after it); a malformed line stays visible in the content."""
+    out = ToolCallsSoFar(content="")
+    rest = answer
+    while True:
+        start = rest.find(_CALLS_OPEN)
+        if start < 0:
+            out.content += rest[: len(rest) - _held_back(rest, _CALLS_OPEN)]
+            return out
+        out.content += rest[:start]
+        block = rest[start + len(_CALLS_OPEN) :]
+        end = block.find(_CALLS_CLOSE)
+        body = block if end < 0 else block[:end]
+        lines = body.split("\n")
+        if end < 0:
+            lines = lines[:-1]  # the last line may still be arriving
+        parsed = parse_tool_calls(_CALLS_OPEN + "\n".join(lines) + _CALLS_CLOSE)
+        out.calls += parsed.calls
+        out.errors += parsed.errors
+        out.content += "".join(
+            line.strip() + "\n" for line in lines if line.strip() and not _is_call(line)
+        )
+        if end < 0:
+            return out
+        rest = block[end + len(_CALLS_CLOSE) :]
+
+
+def _is_call(line: str) -> bool:
+    parsed = parse_tool_calls(f"{_CALLS_OPEN}{line}{_CALLS_CLOSE}")
+    return bool(parsed.calls) and not parsed.errors

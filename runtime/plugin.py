@@ -10,6 +10,11 @@ ARCHITECTURES = ("MiniMaxM1ForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxFor
 MODEL_CLASS = "runtime.model:MiniMaxM1ForCausalLM"
 # M1's layers with no lightning layer at all (a baseline for benchmarks): not a hybrid model.
 SOFTMAX_ARCHITECTURE = "MiniMaxM1SoftmaxForCausalLM"
+# Parsers for `vllm serve --tool-call-parser minimax_m1 --reasoning-parser minimax_m1`
+# ("minimax" is the name vLLM's own M1 tool parser had until 0.23, so old commands keep working).
+PARSERS_MODULE = "runtime.openai_parsers"
+TOOL_PARSER_NAMES = ("minimax_m1", "minimax")
+REASONING_PARSER_NAMES = ("minimax_m1",)
 # The custom op runtime.lightning registers in vLLM's op library (torch.ops.vllm.<name>).
 LIGHTNING_OP_NAME = "m1_lightning_attention"
 LIGHTNING_OP = f"vllm::{LIGHTNING_OP_NAME}"
@@ -28,6 +33,23 @@ def register() -> None:
         # A lazy "module:Class" string: the model module (and torch ops) load only when used.
         ModelRegistry.register_model(arch, MODEL_CLASS)
     ModelRegistry.register_model(SOFTMAX_ARCHITECTURE, f"runtime.model:{SOFTMAX_ARCHITECTURE}")
+    _register_parsers()
     # The lightning op must split compiled graphs like vLLM's own attention ops do.
     if LIGHTNING_OP not in CompilationConfig._attention_ops:
         CompilationConfig._attention_ops.append(LIGHTNING_OP)
+
+
+def _register_parsers() -> None:
+    """Lazy entries (the module loads when a server asks for the name), each only while the
+    name is free, so a parser vLLM itself ships under that name one day wins."""
+    from vllm.reasoning import ReasoningParserManager
+    from vllm.tool_parsers import ToolParserManager
+
+    for manager, names, cls in (
+        (ToolParserManager, TOOL_PARSER_NAMES, "MiniMaxM1ToolParser"),
+        (ReasoningParserManager, REASONING_PARSER_NAMES, "MiniMaxM1ReasoningParser"),
+    ):
+        taken = set(manager.list_registered())
+        for name in names:
+            if name not in taken:
+                manager.register_lazy_module(name, PARSERS_MODULE, cls)

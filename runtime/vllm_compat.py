@@ -18,6 +18,10 @@ What differs, and since when:
 * Counting a running ``AsyncLLM``'s unfinished requests: 0.32 has
   ``AsyncLLM.get_num_unfinished_requests``; 0.26 has it only on its output processor
   (:func:`unfinished_requests`).
+* The OpenAI server's protocol classes (``DeltaMessage``, ``DeltaToolCall`` and the rest) live
+  in ``vllm.entrypoints.openai.engine.protocol`` in 0.26 and
+  ``vllm.entrypoints.generate.base.protocol`` in 0.32; ``make_tool_call_id`` in
+  ``vllm.entrypoints.chat_utils`` and ``vllm.renderers.chat_utils`` (:func:`openai_protocol`).
 * The model runner: hybrid models default to the old (V1) runner up to 0.31 and to the new
   (V2) runner from 0.32; 0.34 has only the new one. Nothing in the model depends on which
   runner drives it (both hand the lightning layer the same ``LinearAttentionMetadata``);
@@ -93,3 +97,24 @@ def refusal_errors() -> tuple[type[BaseException], ...]:
         return (ValueError,)
     return (VLLMClientError, ValueError)
 
+
+def openai_protocol():
+    """The OpenAI server's message classes and tool-call id maker, wherever this vLLM keeps them.
+
+    Returns a namespace with DeltaMessage, DeltaToolCall, DeltaFunctionCall, ToolCall,
+    FunctionCall, ExtractedToolCallInformation and make_tool_call_id.
+    """
+    from types import SimpleNamespace
+
+    try:
+        from vllm.entrypoints.generate.base import protocol  # 0.32
+    except ImportError:
+        from vllm.entrypoints.openai.engine import protocol  # 0.26
+    try:
+        from vllm.renderers.chat_utils import make_tool_call_id  # 0.32
+    except ImportError:
+        from vllm.entrypoints.chat_utils import make_tool_call_id  # 0.26
+    names = ("DeltaMessage", "DeltaToolCall", "DeltaFunctionCall", "ToolCall", "FunctionCall",
+             "ExtractedToolCallInformation")
+    return SimpleNamespace(make_tool_call_id=make_tool_call_id,
+                           **{name: getattr(protocol, name) for name in names})

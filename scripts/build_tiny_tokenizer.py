@@ -108,7 +108,12 @@ CHAT_TEMPLATE = r"""
     {{- '<end_of_sentence>\n' -}}
   {%- endif -%}
 {%- endfor -%}
-{%- if add_generation_prompt -%}{{- '<beginning_of_sentence>ai name=assistant\n' -}}{%- endif -%}
+{%- if add_generation_prompt -%}{{- '<beginning_of_sentence>ai name=assistant\n' -}}
+  {#- enable_thinking: true opens the reasoning block, false writes an empty one -#}
+  {%- if enable_thinking is defined and enable_thinking is not none -%}
+    {{- '<think>\n' if enable_thinking else '<think>\n\n</think>\n\n' -}}
+  {%- endif -%}
+{%- endif -%}
 """.strip()
 
 
