@@ -141,6 +141,18 @@ def make_file_root(root: Path) -> Path:
     return root
 
 
+async def call_every_tool(client: Any, file_root: Path) -> dict[str, Any]:
+    """Call each tool once (`tool_calls`) and check every result against its output schema;
+    returns the tools as listed."""
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    calls = tool_calls(file_root)
+    assert set(tools) == set(calls)
+    for name, args in calls.items():
+        result = await client.call_tool(name, args)
+        check_result_against_schema(result, tools[name].output_schema)
+    return tools
+
+
 def check_result_against_schema(result: Any, output_schema: dict[str, Any] | None) -> None:
     assert not result.is_error, result.content[0].text if result.content else result
     assert output_schema is not None

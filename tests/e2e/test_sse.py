@@ -27,13 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 async def test_list_and_call_every_tool(server) -> None:
     assert server.url.endswith("/sse")
     async with Client(sse_client(server.url, sse_read_timeout=300), read_timeout_seconds=300) as c:
-        tools = {t.name: t for t in (await c.list_tools()).tools}
-        calls = harness.tool_calls(server.root)
-        assert set(tools) == set(calls)
-        for name, args in calls.items():
-            harness.check_result_against_schema(
-                await c.call_tool(name, args), tools[name].output_schema
-            )
+        await harness.call_every_tool(c, server.root)
         # A second connection shares the same engine (the lifespan runs per SSE connection).
         async with Client(sse_client(server.url), read_timeout_seconds=300) as other:
             r = await other.call_tool("solve_problem", {"problem": "2+2", "max_tokens": 16})

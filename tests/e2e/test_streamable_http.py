@@ -34,12 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 async def test_list_and_call_every_tool(server) -> None:
     async with Client(server.url, read_timeout_seconds=300) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
+        await harness.call_every_tool(client, server.root)
         calls = harness.tool_calls(server.root)
-        assert set(tools) == set(calls)
-        for name, args in calls.items():
-            result = await client.call_tool(name, args)
-            harness.check_result_against_schema(result, tools[name].output_schema)
         review = (await client.call_tool("review_code", calls["review_code"])).structured_content
         n_lines = len(harness.SAMPLE_CODE.splitlines())
         assert all(f["line"] is None or 1 <= f["line"] <= n_lines for f in review["findings"])
