@@ -70,9 +70,14 @@ class MiniMaxM1ReasoningParser(ReasoningParser):
 
     def is_reasoning_end(self, input_ids: Sequence[int]) -> bool:
         # Called on the prompt (has this turn's reasoning already been closed?) and, in the
-        # engine, on the tokens so far.
-        turn = _after_generation_prompt(self._decode(list(input_ids)[-_TAIL_TOKENS:]))
-        return chat.reasoning_so_far(turn).ended if turn.strip() else False
+        # engine, on the tokens so far, of which only a tail is decoded.
+        tail = self._decode(list(input_ids)[-_TAIL_TOKENS:])
+        cut = tail.rfind(chat.GENERATION_PROMPT)
+        if cut >= 0:  # the turn's start is in view: it says whether a <think> block opened
+            turn = tail[cut + len(chat.GENERATION_PROMPT) :]
+            return chat.reasoning_so_far(turn).ended if turn.strip() else False
+        # Deep inside the turn: only a closing tag after the last opening one ends reasoning.
+        return tail.rfind("</think>") > tail.rfind("<think>")
 
     def is_reasoning_end_streaming(
         self, input_ids: Sequence[int], delta_ids: Iterable[int]

@@ -152,6 +152,10 @@ def test_reasoning_end_from_token_ids(tokenizer) -> None:
     assert not parser.is_reasoning_end(ids(chat.render(msgs)))  # the model may still think
     assert parser.is_reasoning_end(ids(chat.render(msgs) + "<think>\nx\n</think>\n"))
     assert parser.is_reasoning_end(ids(chat.render(msgs) + "An answer"))
+    # Long reasoning: the turn's start is out of the decoded tail, and it has not ended.
+    thinking = chat.render(msgs, thinking=True) + "step by step " * 200
+    assert not parser.is_reasoning_end(ids(thinking))
+    assert parser.is_reasoning_end(ids(thinking + "</think>\nDone"))
     after = ids("</think>\nrest")
     assert tokenizer.decode(parser.extract_content_ids(ids("<think>\nx") + after)).strip() == (
         "rest"
