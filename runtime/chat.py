@@ -54,18 +54,41 @@ def render(
     `thinking=True` opens a `<think>` block for the model; `False` writes an empty one so the
     answer starts at once; `None` leaves the choice to the model.
     """
-    parts = [BOD]
+    return "".join(text for text, _ in render_segments(messages, tools, add_generation_prompt,
+                                                       thinking))
+
+
+# A prompt as pieces: (text, True) is the template's own markup, whose special-token strings
+# are control tokens; (text, False) is what users, documents and tools wrote, which must be
+# tokenized as plain text, so that "<end_of_sentence>" in a message cannot end a turn.
+# Whitespace at a seam goes with the conversation's text: byte-level BPE merges runs of
+# whitespace and a space with the word after it, so this cut keeps the joined text's tokens.
+Segment = tuple[str, bool]
+
+
+def render_segments(
+    messages: list[Message],
+    tools: list[dict[str, Any]] | None = None,
+    add_generation_prompt: bool = True,
+    thinking: bool | None = None,
+) -> list[Segment]:
+    """`render`, with the template's markup and the conversation's text kept apart."""
+    parts: list[Segment] = [(BOD, True)]
     system = "".join(m.content for m in messages if m.role == "system")
     if system:
-        parts.append(f"{BOS}system ai_setting=assistant\n{system}{EOS}\n")
+        parts += [
+            (f"{BOS}system ai_setting=assistant", True), ("\n" + system, False), (f"{EOS}\n", True)
+        ]
     if tools:
         listed = "".join(_dumps(t) + "\n" for t in tools)
-        parts.append(
-            f"{BOS}system tool_setting=tools\n{TOOLS_PREAMBLE}{listed}{TOOLS_INSTRUCTIONS}{EOS}\n"
-        )
+        parts += [
+            (f"{BOS}system tool_setting=tools\n{TOOLS_PREAMBLE.rstrip()}", True),
+            ("\n" + listed, False),
+            (f"{TOOLS_INSTRUCTIONS}{EOS}\n", True),
+        ]
     for m in messages:
         if m.role == "user":
-            parts.append(f"{BOS}user name=user\n{m.content}{EOS}\n")
+            parts += [(f"{BOS}user name=user", True), ("\n" + m.content, False), (f"{EOS}\n", True)]
         elif m.role == "assistant":
             text = m.content
             if m.tool_calls:
@@ -76,19 +99,22 @@ def render(
                     for c in m.tool_calls
                 )
                 text += f"<tool_calls>\n{calls}</tool_calls>"
-            parts.append(f"{GENERATION_PROMPT}{text}{EOS}\n")
+            parts += [(GENERATION_PROMPT.rstrip(), True), ("\n" + text, False), (f"{EOS}\n", True)]
         elif m.role == "tool":
-            parts.append(
-                f"{BOS}tool name=tools\ntool name: {m.name or ''}\n"
-                f"tool result: {m.content}\n\n{EOS}\n"
-            )
+            parts += [
+                (f"{BOS}tool name=tools\ntool name:", True),
+                (" " + (m.name or ""), False),
+                ("\ntool result:", True),
+                (" " + m.content + "\n\n", False),
+                (f"{EOS}\n", True),
+            ]
     if add_generation_prompt:
-        parts.append(GENERATION_PROMPT)
+        parts.append((GENERATION_PROMPT, True))
         if thinking is True:
-            parts.append("<think>\n")
+            parts.append(("<think>\n", True))
         elif thinking is False:
-            parts.append("<think>\n\n</think>\n\n")
-    return "".join(parts)
+            parts.append(("<think>\n\n</think>\n\n", True))
+    return [(text, trusted) for text, trusted in parts if text]
 
 
 _THINK_OPEN = "<think>"

@@ -377,6 +377,18 @@ class Engine:
             raise EngineNotReady("the tokenizer is not loaded yet")
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def encode_prompt(self, segments: list[chat.Segment]) -> list[int]:
+        """Token ids of a rendered prompt: special-token strings become control tokens only in
+        the template's own markup, never in text that users, documents or tools wrote."""
+        if self._tokenizer is None:
+            raise EngineNotReady("the tokenizer is not loaded yet")
+        ids: list[int] = []
+        for text, trusted in segments:
+            ids += self._tokenizer.encode(
+                text, add_special_tokens=False, split_special_tokens=not trusted
+            )
+        return ids
+
     def decode(self, ids: list[int]) -> str:
         if self._tokenizer is None:
             raise EngineNotReady("the tokenizer is not loaded yet")
@@ -456,8 +468,11 @@ class Engine:
         return chat.render(messages, thinking=False)
 
     def render(self, request: GenerationRequest) -> str:
+        return "".join(text for text, _ in self.render_segments(request))
+
+    def render_segments(self, request: GenerationRequest) -> list[chat.Segment]:
         thinking = False if request.json_schema is not None else request.thinking
-        return chat.render(request.messages, request.tools, thinking=thinking)
+        return chat.render_segments(request.messages, request.tools, thinking=thinking)
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
@@ -517,8 +532,8 @@ class Engine:
         from vllm.inputs.engine import tokens_input
         from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-        prompt = self.render(request)
-        prompt_ids = await anyio.to_thread.run_sync(self.encode, prompt)
+        segments = self.render_segments(request)
+        prompt_ids = await anyio.to_thread.run_sync(self.encode_prompt, segments)
         room = self._max_model_len - len(prompt_ids)
         if room < 1:
             raise PromptTooLong(

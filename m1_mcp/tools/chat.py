@@ -76,9 +76,10 @@ def register(server: MCPServer, app: App) -> None:
         messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)],
         tools: Annotated[list[ToolDefinition] | None, Field(max_length=32)] = None,
         max_tokens: Annotated[int | None, Field(ge=1, le=1_000_000)] = None,
-        temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0,
-        top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95,
-        seed: int | None = None,
+        temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 1.0,
+        top_p: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95,
+        # vLLM seeds a 64-bit generator: a larger value would fail inside the engine.
+        seed: Annotated[int | None, Field(ge=0, le=2**63 - 1)] = None,
         thinking: bool | None = None,
         ctx: Context | None = None,
     ) -> ChatReply:

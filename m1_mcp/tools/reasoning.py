@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from m1_mcp import prompts
 from m1_mcp.tools.common import (
@@ -86,7 +86,9 @@ def register(server: MCPServer, app: App) -> None:
     )
     @user_errors
     async def practice_problems(
-        topic: Annotated[str, Field(min_length=1, max_length=200)],
+        topic: Annotated[
+            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+        ],
         difficulty: prompts.Difficulty = "medium",
         count: Annotated[int, Field(ge=1, le=MAX_PROBLEMS)] = 3,
         ctx: Context | None = None,

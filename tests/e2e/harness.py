@@ -183,6 +183,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
         '"type": "object"',
     ),
     ("chat", {"messages": [{"role": "system", "content": "hi"}]}, "at least one 'user'"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "seed": 2**64},
+     "less than or equal to 9223372036854775807"),
+    ("practice_problems", {"topic": "  \n "}, "at least 1 character"),
 ]
 
 
