@@ -9,6 +9,7 @@ the wire, so engine processes inherit a stdout that cannot corrupt the stream).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -116,6 +117,8 @@ async def serve(settings: Settings) -> None:
 
                 async def stopper() -> None:
                     await stop.wait()
+                    if settings.transport == "stdio":
+                        await _end_stdio_process(engine)
                     inner.cancel_scope.cancel()
 
                 if settings.transport == "stdio":
@@ -131,6 +134,26 @@ async def serve(settings: Settings) -> None:
                 log.info("m1-mcp: shutting down")
                 await engine.stop()
             tg.cancel_scope.cancel()
+
+
+async def _end_stdio_process(engine: Engine) -> None:
+    """SIGINT/SIGTERM on stdio: stop the engine, then end the process.
+
+    The stdio transport reads stdin in a worker thread that cancellation cannot interrupt, so
+    while the client keeps stdin open the transport would never return and the signal would be
+    ignored (and a supervisor's SIGKILL would then orphan the engine processes). The engine is
+    stopped first, with its processes; then the process exits at once.
+    """
+    with anyio.CancelScope(shield=True):
+        log.info("m1-mcp: shutting down (signal on stdio)")
+        await engine.stop()
+        # Calls that were generating now fail ("the engine is stopping"): give their error
+        # replies a moment to reach stdout before the process goes.
+        await anyio.sleep(0.5)
+    log.info("m1-mcp: stopped")
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _watch_signals(stop: anyio.Event) -> None:

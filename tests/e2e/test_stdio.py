@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 
@@ -117,3 +118,33 @@ def test_initialize_is_fast_while_loading_and_eof_leaves_no_engine_process(tmp_p
             proc.kill()  # our own child, by pid
             proc.wait()
         log.close()
+
+
+def test_sigterm_with_stdin_open_stops_the_server_and_its_engine(tmp_path) -> None:
+    """A supervisor's SIGTERM ends the server even while the client keeps stdin open, and no
+    engine process outlives it."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [harness.M1_MCP, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=log, env=harness.server_env(),
+        )
+        try:
+            _send(proc, harness.initialize_request("raw"))
+            assert _receive(proc)["result"]["serverInfo"]["name"] == "m1-mcp"
+            _send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+            deadline = time.monotonic() + 180
+            while "engine: ready" not in log_path.read_text(errors="replace"):
+                assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-2000:]
+                assert proc.poll() is None
+                time.sleep(0.5)
+            children = harness.descendants(proc.pid)
+            assert children
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)  # stdin is still open
+            assert code == 0
+            assert harness.wait_gone(children, timeout=10) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # our own child, by pid
+                proc.wait()
