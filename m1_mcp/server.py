@@ -22,6 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from m1_mcp import prompts, resources
 from m1_mcp.auth import BearerTokenMiddleware
+from m1_mcp.host_check import HostCheckMiddleware, HostRules
 from m1_mcp.settings import Settings
 from m1_mcp.tools import chat, code_review, documents, reasoning
 from m1_mcp.tools.common import App
@@ -75,7 +76,8 @@ def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCP
 
 def transport_security(s: Settings) -> TransportSecuritySettings:
     # DNS-rebinding protection stays on whatever the bind address; extra hosts are opt-in.
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *s.allowed_hosts]
+    # host_check.py parses Host and Origin strictly first; the SDK's looser check runs after.
+    hosts = HostRules(s.allowed_hosts).sdk_patterns()
     origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
@@ -88,7 +90,9 @@ def http_app(server: MCPServer, s: Settings) -> Any:
         asgi = server.sse_app(transport_security=security, host=s.host)
     else:
         asgi = server.streamable_http_app(transport_security=security, host=s.host)
-    return BearerTokenMiddleware(asgi, s.auth_token) if s.auth_token else asgi
+    if s.auth_token:
+        asgi = BearerTokenMiddleware(asgi, s.auth_token)
+    return HostCheckMiddleware(asgi, HostRules(s.allowed_hosts))
 
 
 def endpoint(s: Settings, port: int | None = None) -> str:

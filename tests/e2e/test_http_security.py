@@ -58,6 +58,26 @@ def test_dns_rebinding_protection_is_kept(server) -> None:
     assert good.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({"Host": "127.0.0.1:18081.evil.com"}, False),  # a prefix of an allowed host is not one
+        ({"Host": "127.0.0.1"}, True),  # no port
+        ({"Host": "LOCALHOST:8000"}, True),  # host names have no case
+        ({"Origin": "http://127.0.0.1:1.evil.com"}, False),
+        ({"Origin": "https://evil.example"}, False),
+        ({"Origin": "http://localhost:3000"}, True),
+    ],
+)
+def test_host_and_origin_are_parsed_not_prefix_matched(server, headers, allowed) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx2.post(server.url, json=harness.initialize_request("t"),
+                    headers=HEADERS | auth | headers)
+    assert (r.status_code == 200) is allowed, (r.status_code, r.text[:200])
+    if not allowed:
+        assert r.status_code == 421 and "allowed_hosts" in r.text
+
+
 async def test_with_token_tools_list_and_load_failure_is_a_clear_tool_error(server) -> None:
     client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     async with client, Client(streamable_http_client(server.url, http_client=client)) as c:
