@@ -17,7 +17,7 @@ class BearerTokenMiddleware:
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -26,8 +26,12 @@ class BearerTokenMiddleware:
                 if key.lower() == b"authorization":
                     given = value
                     break
-            # compare_digest: the time taken must not reveal how much of the token matched.
-            if not hmac.compare_digest(given, self.expected):
+            # The scheme has no case (RFC 9110 11.1); the token is compared with compare_digest,
+            # so the time taken does not reveal how much of it matched.
+            scheme, _, credentials = given.strip().partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(
+                credentials.strip(), self.expected
+            ):
                 body = json.dumps({"error": "unauthorized: send Authorization: Bearer <token>"})
                 await send(
                     {

@@ -46,6 +46,16 @@ def test_requests_without_the_token_are_refused(server) -> None:
     assert r.status_code == 401
 
 
+def test_the_scheme_has_no_case(server) -> None:
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        r = httpx2.post(server.url, json=harness.initialize_request("t"),
+                        headers=HEADERS | {"Authorization": f"{scheme} {TOKEN}"})
+        assert r.status_code == 200, scheme
+    r = httpx2.post(server.url, json=harness.initialize_request("t"),
+                    headers=HEADERS | {"Authorization": f"Basic {TOKEN}"})
+    assert r.status_code == 401
+
+
 def test_dns_rebinding_protection_is_kept(server) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     bad = httpx2.post(
