@@ -24,8 +24,9 @@ install: $(VENV_STAMP)
 serve: $(VENV_STAMP)
 	.venv/bin/m1-mcp serve --transport streamable-http
 
-# The whole test suite on vLLM 0.32, then the model tests on vLLM 0.26 (what CI runs).
+# Lint, the whole test suite on vLLM 0.32, then the model tests on vLLM 0.26 (what CI runs).
 test: $(VENV_STAMP) $(VENV26_STAMP)
+	$(MAKE) lint
 	.venv/bin/python -m pytest
 	$(MAKE) test-vllm026
 
