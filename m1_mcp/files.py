@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -23,8 +24,13 @@ def read_text_file(path: str, roots: list[Path], max_bytes: int) -> str:
         target = roots[0] / target
     try:
         target = target.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
+    except FileNotFoundError as exc:
         raise FileAccessError(f"cannot open {path!r}: no such file") from exc
+    except RuntimeError as exc:  # Python < 3.13 reports a symlink loop this way
+        raise FileAccessError(f"cannot open {path!r}: its symbolic links form a loop") from exc
+    except OSError as exc:  # ELOOP on 3.13+, permissions, a path too long, ...
+        reason = "its symbolic links form a loop" if exc.errno == errno.ELOOP else exc.strerror
+        raise FileAccessError(f"cannot open {path!r}: {reason}") from exc
     allowed = [r.expanduser().resolve() for r in roots]
     if not any(target.is_relative_to(r) for r in allowed):
         raise FileAccessError(

@@ -138,6 +138,9 @@ def make_file_root(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "mean.py").write_text(SAMPLE_CODE)
     (root / "blob.bin").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    for a, b in (("loop_a.py", "loop_b.py"), ("loop_b.py", "loop_a.py")):
+        if not (root / a).is_symlink():
+            (root / a).symlink_to(root / b)
     return root
 
 
@@ -186,6 +189,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("chat", {"messages": [{"role": "user", "content": "hi"}], "seed": 2**64},
      "less than or equal to 9223372036854775807"),
     ("practice_problems", {"topic": "  \n "}, "at least 1 character"),
+    ("review_code", {"path": "loop_a.py"}, "symbolic links form a loop"),
 ]
 
 

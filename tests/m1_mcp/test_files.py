@@ -23,6 +23,7 @@ def test_reads_text_under_root(tmp_path: Path) -> None:
         ("dotdot", "outside the allowed file roots"),
         ("symlink_out", "outside the allowed file roots"),
         ("missing", "no such file"),
+        ("symlink_loop", "symbolic links form a loop"),
         ("binary", "binary"),
         ("latin1", "not UTF-8"),
         ("big", "the limit is 10 bytes"),
@@ -47,6 +48,10 @@ def test_refusals(tmp_path: Path, setup: str, needle: str) -> None:
     elif setup == "symlink_out":
         (root / "link.txt").symlink_to(outside)
         path = str(root / "link.txt")
+    elif setup == "symlink_loop":
+        (root / "a.txt").symlink_to(root / "b.txt")
+        (root / "b.txt").symlink_to(root / "a.txt")
+        path = str(root / "a.txt")
     elif setup == "binary":
         (root / "f.txt").write_bytes(b"\x7fELF\x00\x01")
     elif setup == "latin1":
