@@ -33,10 +33,9 @@ def models():
 
 
 # vLLM 0.26 drives hybrid models with the old (V1) model runner by default; "v2" forces the new
-# one, which 0.32 makes the default and 0.34 the only one.
-@pytest.mark.parametrize(
-    ("name", "runner"), [("tiny-m1", "default"), ("tiny-m1", "v2"), ("odd-heads", "default")]
-)
+# one, which 0.32 makes the default and 0.34 the only one. Each model under one runner keeps
+# the suite to one engine a case (on 2026-12-04 tiny-m1 gave identical numbers under both).
+@pytest.mark.parametrize(("name", "runner"), [("tiny-m1", "default"), ("odd-heads", "v2")])
 def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch) -> None:
     if runner == "v2":
         monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "1")
