@@ -74,10 +74,10 @@ def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCP
     return server
 
 
-def transport_security(s: Settings) -> TransportSecuritySettings:
+def transport_security(rules: HostRules) -> TransportSecuritySettings:
     # DNS-rebinding protection stays on whatever the bind address; extra hosts are opt-in.
     # host_check.py parses Host and Origin strictly first; the SDK's looser check runs after.
-    hosts = HostRules(s.allowed_hosts).sdk_patterns()
+    hosts = rules.sdk_patterns()
     origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
@@ -85,14 +85,15 @@ def transport_security(s: Settings) -> TransportSecuritySettings:
 
 
 def http_app(server: MCPServer, s: Settings) -> Any:
-    security = transport_security(s)
+    rules = HostRules(s.allowed_hosts)
+    security = transport_security(rules)
     if s.transport == "sse":
         asgi = server.sse_app(transport_security=security, host=s.host)
     else:
         asgi = server.streamable_http_app(transport_security=security, host=s.host)
     if s.auth_token:
         asgi = BearerTokenMiddleware(asgi, s.auth_token)
-    return HostCheckMiddleware(asgi, HostRules(s.allowed_hosts))
+    return HostCheckMiddleware(asgi, rules)
 
 
 def endpoint(s: Settings, port: int | None = None) -> str:

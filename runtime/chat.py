@@ -159,30 +159,29 @@ def parse_tool_calls(answer: str) -> ParsedToolCalls:
     for block in _TOOL_BLOCK.finditer(answer):
         lines = [raw.strip() for raw in block.group(1).splitlines() if raw.strip()]
         for number, line in enumerate(lines, start=1):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result.errors.append(
-                    f"tool call line {number} is not JSON ({exc.msg}): {line[:200]}"
-                )
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-                result.errors.append(f"tool call line {number} has no string 'name': {line[:200]}")
-                continue
-            args = obj.get("arguments", {})
-            if isinstance(args, str):  # some models double-encode the arguments
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    pass
-            if not isinstance(args, dict):
-                result.errors.append(
-                    f"tool call line {number} has 'arguments' that is not an object: {line[:200]}"
-                )
-                continue
-            result.calls.append(ToolCall(name=obj["name"], arguments=args))
+            call = parse_call_line(line, number)
+            (result.calls if isinstance(call, ToolCall) else result.errors).append(call)
     result.content = _TOOL_BLOCK.sub("", answer).strip()
     return result
+
+
+def parse_call_line(line: str, number: int) -> ToolCall | str:
+    """One line of a `<tool_calls>` block: the call, or a sentence saying what is wrong."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"tool call line {number} is not JSON ({exc.msg}): {line[:200]}"
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return f"tool call line {number} has no string 'name': {line[:200]}"
+    args = obj.get("arguments", {})
+    if isinstance(args, str):  # some models double-encode the arguments
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass
+    if not isinstance(args, dict):
+        return f"tool call line {number} has 'arguments' that is not an object: {line[:200]}"
+    return ToolCall(name=obj["name"], arguments=args)
 
 
 def extract_boxed(text: str) -> str | None:
@@ -265,34 +264,31 @@ class ToolCallsSoFar:
     errors: list[str] = field(default_factory=list)
 
 
-def tool_calls_so_far(answer: str) -> ToolCallsSoFar:
+def tool_calls_so_far(answer: str, final: bool = False) -> ToolCallsSoFar:
     """The streaming counterpart of `parse_tool_calls`: a call counts once its line is complete
-    (a newline or `</tool_calls>` after it); a malformed line stays visible in the content."""
+    (a newline or `</tool_calls>` after it); a malformed line stays visible in the content.
+    `final`: the answer is complete, so nothing is held back and a last line counts as is."""
     out = ToolCallsSoFar(content="")
     rest = answer
     while True:
         start = rest.find(_CALLS_OPEN)
         if start < 0:
-            out.content += rest[: len(rest) - _held_back(rest, _CALLS_OPEN)]
+            out.content += rest if final else rest[: len(rest) - _held_back(rest, _CALLS_OPEN)]
             return out
         out.content += rest[:start]
         block = rest[start + len(_CALLS_OPEN) :]
         end = block.find(_CALLS_CLOSE)
-        body = block if end < 0 else block[:end]
-        lines = body.split("\n")
-        if end < 0:
+        lines = (block if end < 0 else block[:end]).split("\n")
+        if end < 0 and not final:
             lines = lines[:-1]  # the last line may still be arriving
-        parsed = parse_tool_calls(_CALLS_OPEN + "\n".join(lines) + _CALLS_CLOSE)
-        out.calls += parsed.calls
-        out.errors += parsed.errors
-        out.content += "".join(
-            line.strip() + "\n" for line in lines if line.strip() and not _is_call(line)
-        )
+        lines = [line.strip() for line in lines if line.strip()]
+        for number, line in enumerate(lines, start=1):
+            call = parse_call_line(line, number)
+            if isinstance(call, ToolCall):
+                out.calls.append(call)
+            else:
+                out.errors.append(call)
+                out.content += line + "\n"
         if end < 0:
             return out
         rest = block[end + len(_CALLS_CLOSE) :]
-
-
-def _is_call(line: str) -> bool:
-    parsed = parse_tool_calls(f"{_CALLS_OPEN}{line}{_CALLS_CLOSE}")
-    return bool(parsed.calls) and not parsed.errors

@@ -42,17 +42,12 @@ def _thinking_opened(chat_template_kwargs: dict[str, Any] | None) -> bool:
     return bool((chat_template_kwargs or {}).get("enable_thinking"))
 
 
-def _after_generation_prompt(text: str) -> str:
-    """The assistant's text in the current turn (all of it if no turn marker is in view)."""
-    cut = text.rfind(chat.GENERATION_PROMPT)
-    return text if cut < 0 else text[cut + len(chat.GENERATION_PROMPT) :]
-
-
 class MiniMaxM1ReasoningParser(ReasoningParser):
     def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(tokenizer, *args, **kwargs)
         self._opened = _thinking_opened(kwargs.get("chat_template_kwargs"))
         self._ended: bool | None = None  # known once a streamed delta said so
+        self._shown = chat.ReasoningSoFar("", "", False)  # what the stream has emitted
 
     def adjust_request(self, request: Any) -> Any:
         request = super().adjust_request(request)
@@ -109,11 +104,10 @@ class MiniMaxM1ReasoningParser(ReasoningParser):
         current_token_ids: Sequence[int],
         delta_token_ids: Sequence[int],
     ) -> Any:
-        before = chat.reasoning_so_far(previous_text, self._opened)
         now = chat.reasoning_so_far(current_text, self._opened)
-        self._ended = now.ended
-        reasoning = now.reasoning[len(before.reasoning) :]
-        content = now.content[len(before.content) :]
+        reasoning = now.reasoning[len(self._shown.reasoning) :]
+        content = now.content[len(self._shown.content) :]
+        self._shown, self._ended = now, now.ended
         if not reasoning and not content:
             return None
         return _P.DeltaMessage(reasoning=reasoning or None, content=content or None)
@@ -126,15 +120,13 @@ class MiniMaxM1ToolParser(ToolParser):
         self._errors_logged = 0
 
     def extract_tool_calls(self, model_output: str, request: Any) -> Any:
-        parsed = chat.parse_tool_calls(model_output)
+        parsed = chat.tool_calls_so_far(model_output, final=True)
         for error in parsed.errors:
             log.warning("minimax_m1 tool parser: %s", error)
         if not parsed.calls:
             return _P.ExtractedToolCallInformation(
                 tools_called=False, tool_calls=[], content=model_output
             )
-        # Malformed lines are reported in the content, where the client sees them.
-        so_far = chat.tool_calls_so_far(model_output + "\n")
         calls = [
             _P.ToolCall(
                 type="function",
@@ -142,8 +134,9 @@ class MiniMaxM1ToolParser(ToolParser):
             )
             for c in parsed.calls
         ]
+        # Malformed lines are in the content, where the client sees them.
         return _P.ExtractedToolCallInformation(
-            tools_called=True, tool_calls=calls, content=so_far.content.strip() or None
+            tools_called=True, tool_calls=calls, content=parsed.content.strip() or None
         )
 
     def extract_tool_calls_streaming(

@@ -35,7 +35,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 # [lowest, highest] release line the plugin is tested against (major.minor).
 SUPPORTED_VLLM = ((0, 26), (0, 34))
-SUPPORTED_VLLM_TEXT = "vLLM >=0.26,<0.35"
+SUPPORTED_VLLM_TEXT = "vLLM >={}.{},<{}.{}".format(*SUPPORTED_VLLM[0], SUPPORTED_VLLM[1][0],
+                                                  SUPPORTED_VLLM[1][1] + 1)
 
 
 def vllm_version() -> str | None:

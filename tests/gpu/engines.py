@@ -1,4 +1,5 @@
-"""vLLM engines on the GPU for the suite: one at a time, each in its own engine process."""
+"""vLLM engines for the GPU suite (one at a time, each in its own engine process), and what is
+read off their outputs."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def prompt_logprobs(prompt: list[int], output) -> list[float]:
     """Log-probability of prompt token i (i >= 1) given tokens < i."""
     return [step[t].logprob for t, step in zip(prompt[1:], output.prompt_logprobs[1:],
                                                 strict=True)]
+
+
+def top2_gap(step) -> float | None:
+    """Log-probability gap between the two best tokens of one step (logprobs >= 2 asked)."""
+    top = sorted((lp.logprob for lp in step.values()), reverse=True)
+    return top[0] - top[1] if len(top) > 1 else None
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -13,6 +13,7 @@ import json
 import sys
 
 from tests.gpu import cases
+from tests.gpu.engines import chosen_logprobs, prompt_logprobs, top2_gap
 from tests.runtime.vllm_helpers import greedy, running_engine, tokens_prompt
 
 
@@ -24,25 +25,14 @@ def score(llm, prompts: list[list[int]]) -> list[dict]:
     )
     results = []
     for p, out in zip(prompts, outs, strict=True):
-        completion = out.outputs[0]
-        prompt_lp = [None] + [
-            round(step[tok].logprob, 7)
-            for tok, step in zip(p[1:], out.prompt_logprobs[1:], strict=True)
-        ]
-        margins = []
-        for step in completion.logprobs:
-            top = sorted((lp.logprob for lp in step.values()), reverse=True)
-            margins.append(round(top[0] - top[1], 7) if len(top) > 1 else None)
+        margins = [top2_gap(step) for step in out.outputs[0].logprobs]
         results.append(
             {
                 "length": len(p),
-                "prompt_logprobs": prompt_lp,
-                "greedy": list(completion.token_ids),
-                "greedy_logprobs": [
-                    round(step[t].logprob, 7)
-                    for t, step in zip(completion.token_ids, completion.logprobs, strict=True)
-                ],
-                "greedy_margins": margins,
+                "prompt_logprobs": [None] + [round(x, 7) for x in prompt_logprobs(p, out)],
+                "greedy": list(out.outputs[0].token_ids),
+                "greedy_logprobs": [round(x, 7) for x in chosen_logprobs(out)],
+                "greedy_margins": [None if m is None else round(m, 7) for m in margins],
             }
         )
     return results

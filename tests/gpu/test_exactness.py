@@ -9,7 +9,14 @@ import statistics
 import pytest
 
 from tests.gpu import cases
-from tests.gpu.engines import chosen_logprobs, common_prefix, completions, gpu_engine
+from tests.gpu.engines import (
+    chosen_logprobs,
+    common_prefix,
+    completions,
+    gpu_engine,
+    prompt_logprobs,
+    top2_gap,
+)
 from tests.gpu.results import report
 from tests.runtime.vllm_helpers import greedy, tokens_prompt
 
@@ -53,7 +60,7 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
         )
     worst_prompt, worst_greedy, same = 0.0, 0.0, []
     for p, out, ref in zip(prompts, outs, expected, strict=True):
-        got = [step[t].logprob for t, step in zip(p[1:], out.prompt_logprobs[1:], strict=True)]
+        got = prompt_logprobs(p, out)
         worst_prompt = max(
             worst_prompt, max(abs(a - b) for a, b in zip(got, ref["prompt_logprobs"][1:],
                                                          strict=True))
@@ -98,8 +105,7 @@ def test_bf16_compiled_matches_bf16_eager(models) -> None:
         diffs += [abs(a - b) for a, b in zip(chosen_logprobs(e)[:n], chosen_logprobs(g)[:n],
                                              strict=True)]
         if n < BF16_STEPS:
-            top = sorted((lp.logprob for lp in e.outputs[0].logprobs[n].values()), reverse=True)
-            partings.append({"step": n, "eager_top2_gap": top[0] - top[1]})
+            partings.append({"step": n, "eager_top2_gap": top2_gap(e.outputs[0].logprobs[n])})
     report(
         "bf16-compiled-vs-eager", prompts=len(prompts), steps=BF16_STEPS,
         identical=identical, partings=partings,
