@@ -1,4 +1,8 @@
-"""The embedded default model: build seeded random M1 checkpoints, cache them, resolve ``--model``.
+"""Built-in models: build them into a cache on first use, and resolve ``--model``.
+
+Two kinds of preset: ``tiny-m1`` (and its variants) is a seeded random hybrid M1 checkpoint
+built from ``configs/models/``; ``smol-m1``, the default, is SmolLM2-135M-Instruct converted into
+M1's layout (``runtime/smol_m1.py``). Both go through the same cache, lock and atomic swap.
 
 A built checkpoint uses MiniMax-M1's own layout (``model.layers.{i}.self_attn.qkv_proj`` and so
 on, sharded safetensors with a ``model.safetensors.index.json``), so the same loader code serves
@@ -34,7 +38,7 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +48,14 @@ from safetensors.torch import save_file
 # Bump when the tensor layout, init or file set changes: old cache entries then stop matching.
 FORMAT_VERSION = 1
 
-# Preset name -> directory under configs/models/ holding config.json and the tokenizer files.
+# Random-weight presets: name -> directory under configs/models/ holding config.json and the
+# tokenizer files.
 PRESETS: dict[str, str] = {"tiny-m1": "tiny-m1"}
+# The random hybrid that tests, benchmarks and variants start from.
 DEFAULT_PRESET = "tiny-m1"
+# The converted real model, and what `m1-mcp serve` answers with when no --model is given.
+SMOL_PRESET = "smol-m1"
+DEFAULT_MODEL = SMOL_PRESET
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -254,20 +263,29 @@ def _write_weights(
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
 
-def _build_unlocked(
-    dest: Path,
-    config: dict[str, Any],
-    seed: int,
-    progress: bool,
-    tokenizer_dir: Path,
-    num_shards: int,
-    marker: dict[str, Any],
-) -> None:
-    vocab = _tokenizer_vocab_size(tokenizer_dir)
-    if int(config["vocab_size"]) < vocab:
-        raise ValueError(
-            f"vocab_size {config['vocab_size']} is smaller than the tokenizer's {vocab} tokens"
-        )
+def _random_writer(
+    config: dict[str, Any], seed: int, progress: bool, tokenizer_dir: Path, num_shards: int
+) -> Callable[[Path], None]:
+    """What a random checkpoint's build writes into its temporary directory."""
+
+    def write(tmp: Path) -> None:
+        vocab = _tokenizer_vocab_size(tokenizer_dir)
+        if int(config["vocab_size"]) < vocab:
+            raise ValueError(
+                f"vocab_size {config['vocab_size']} is smaller than the tokenizer's {vocab} tokens"
+            )
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        for fname in TOKENIZER_FILES:
+            if (tokenizer_dir / fname).is_file():
+                shutil.copyfile(tokenizer_dir / fname, tmp / fname)
+        _write_weights(tmp, config, seed, progress, num_shards)
+
+    return write
+
+
+def _build_unlocked(dest: Path, write: Callable[[Path], None], marker: dict[str, Any]) -> None:
+    """Run `write` into a fresh temporary directory beside `dest`, then swap it into place.
+    The caller holds `dest`'s lock."""
     # Leftovers of crashed builds: safe to remove, as we hold the lock for this dest.
     for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -275,11 +293,7 @@ def _build_unlocked(
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        for fname in TOKENIZER_FILES:
-            if (tokenizer_dir / fname).is_file():
-                shutil.copyfile(tokenizer_dir / fname, tmp / fname)
-        _write_weights(tmp, config, seed, progress, num_shards)
+        write(tmp)
         # The builder's pid only helps debugging (and tests): it says which process built it.
         marker = marker | {"builder_pid": os.getpid()}
         (tmp / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
@@ -322,7 +336,7 @@ def build_checkpoint(
     marker = {"format": FORMAT_VERSION, "seed": seed, "key": cache_key(config, seed, tok_dir)}
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(_lock_path(dest)):
-        _build_unlocked(dest, config, seed, progress, tok_dir, num_shards, marker)
+        _build_unlocked(dest, _random_writer(config, seed, progress, tok_dir, num_shards), marker)
     return dest
 
 
@@ -356,17 +370,38 @@ def ensure_checkpoint(
         raise ValueError(f"checkpoint name {name!r} must be letters, digits, '.', '_' or '-'")
     tok_dir = Path(tokenizer_dir) if tokenizer_dir else preset_dir(DEFAULT_PRESET)
     key = cache_key(config, seed, tok_dir)
-    dest = default_cache_dir(cache_dir).absolute() / f"{name}-{key}"
+    expected_tensors(config)
+    marker = {"format": FORMAT_VERSION, "seed": seed, "key": key}
+    return _ensure_built(f"{name}-{key}", cache_dir, marker,
+                         _random_writer(config, seed, progress, tok_dir, 3))
+
+
+def _ensure_built(
+    dirname: str, cache_dir: Path | None, marker: dict[str, Any], write: Callable[[Path], None]
+) -> Path:
+    dest = default_cache_dir(cache_dir).absolute() / dirname
     if is_complete(dest):
         return dest
-    expected_tensors(config)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(_lock_path(dest)):
         # Another process may have finished it while we waited for the lock.
         if not is_complete(dest):
-            marker = {"format": FORMAT_VERSION, "seed": seed, "key": key}
-            _build_unlocked(dest, config, seed, progress, tok_dir, 3, marker)
+            _build_unlocked(dest, write, marker)
     return dest
+
+
+def ensure_smol_m1(cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """The cached smol-m1 checkpoint, converted from the installed GGUF first if missing."""
+    from runtime import smol_m1
+
+    source = smol_m1.gguf_path()
+    digest = smol_m1.source_digest(source)
+    key = hashlib.sha256(
+        f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{digest}".encode()
+    ).hexdigest()[:16]
+    marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "sha256": digest}
+    return _ensure_built(f"{SMOL_PRESET}-{key}", cache_dir, marker,
+                         lambda tmp: smol_m1.write_checkpoint(tmp, source, progress))
 
 
 def build_variant(
@@ -415,21 +450,28 @@ def check_model_dir(path: Path) -> None:
         raise ValueError(f"model directory {path} is missing: {'; '.join(missing)}")
 
 
+def preset_names() -> list[str]:
+    return sorted([*PRESETS, SMOL_PRESET])
+
+
 def resolve_model(spec: str | None, cache_dir: Path | None = None) -> Path:
     """Turn a ``--model`` value into a checkpoint directory.
 
-    None or a preset name builds the preset into the cache if needed; an existing directory is
-    checked for config, weights and tokenizer. Anything else is a ValueError that lists presets.
+    None is the default model (smol-m1). A preset name builds the preset into the cache if
+    needed; an existing directory is checked for config, weights and tokenizer. Anything else
+    is a ValueError that lists presets.
     """
-    if spec is None or spec in PRESETS:
-        name = spec or DEFAULT_PRESET
-        config, tok_dir = preset_config(name), preset_dir(name)
-        return ensure_checkpoint(name, config, cache_dir, tokenizer_dir=tok_dir)
+    spec = spec or DEFAULT_MODEL
+    if spec == SMOL_PRESET:
+        return ensure_smol_m1(cache_dir)
+    if spec in PRESETS:
+        config, tok_dir = preset_config(spec), preset_dir(spec)
+        return ensure_checkpoint(spec, config, cache_dir, tokenizer_dir=tok_dir)
     path = Path(spec).expanduser()
     if path.is_dir():
         check_model_dir(path)
         return path.resolve()
-    presets = ", ".join(sorted(PRESETS))
+    presets = ", ".join(preset_names())
     if path.exists():
         raise ValueError(
             f"--model {spec!r} is a file; give a model directory or a preset ({presets})"

