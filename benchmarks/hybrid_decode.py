@@ -96,7 +96,7 @@ def main() -> None:
     softmax_overrides = {"attn_type_list": [1] * hybrid_config["num_hidden_layers"]}
     softmax_config = {**hybrid_config, **softmax_overrides}
     models = {
-        "hybrid 7:1": resolve_model(None),
+        "hybrid 7:1": resolve_model("tiny-m1"),
         "all softmax": build_variant("softmax", softmax_overrides),
     }
     speeds = {}

@@ -28,8 +28,9 @@ class Settings(BaseModel):
 
     # model and engine
     model: str = Field(
-        "tiny-m1",
-        description="Model preset name ('tiny-m1' is the embedded default) or a checkpoint dir",
+        "smol-m1",
+        description="Model preset or checkpoint dir: 'smol-m1' (default; SmolLM2-135M-Instruct "
+        "in M1's layout, all-softmax, real answers), 'tiny-m1' (M1's 7:1 hybrid, random weights)",
     )
     cache_dir: Path | None = Field(
         None, description="Where built checkpoints are cached (default: ~/.cache/m1-mcp)"

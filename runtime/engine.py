@@ -10,6 +10,7 @@ process loads weights), so the caller's event loop keeps answering while the mod
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
-from runtime import chat
+from runtime import chat, chat_formats
 from runtime.chat import Message, ToolCall
 
 log = logging.getLogger("m1.engine")
@@ -182,6 +183,19 @@ def _terminate_children(grace_s: float = 5.0) -> None:
             pass
 
 
+def _context_length(model_dir: Path, wanted: int | None) -> int | None:
+    """`wanted`, cut to what the checkpoint was trained for (vLLM refuses a longer context)."""
+    try:
+        trained = int(json.loads((model_dir / "config.json").read_text())
+                      ["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return wanted
+    if wanted is not None and wanted > trained:
+        log.info("engine: context %d cut to the model's %d tokens", wanted, trained)
+        return trained
+    return wanted
+
+
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -190,6 +204,8 @@ class Engine:
         self.model_dir: Path | None = None
         self._llm: Any = None
         self._tokenizer: Any = None
+        # Read off the checkpoint's chat template once loaded; M1's until then.
+        self._format: chat_formats.ChatFormat = chat_formats.ChatFormat()
         self._max_model_len: int = config.max_model_len or 0
         self._ready = anyio.Event()
         self._done_loading = threading.Event()
@@ -246,6 +262,7 @@ class Engine:
             if tp > 1 and current_platform.is_cpu():
                 # vLLM's CPU workers each need their own cores ("0|1" for two ranks).
                 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_binding(tp))
+            max_len = _context_length(self.model_dir, self.config.max_model_len)
             dtype = self.config.dtype
             if dtype == "auto":
                 # bfloat16 kills the CPU worker (SIGILL) on common x86 machines.
@@ -253,7 +270,7 @@ class Engine:
             args = AsyncEngineArgs(
                 model=str(self.model_dir),
                 dtype=dtype,
-                max_model_len=self.config.max_model_len,
+                max_model_len=max_len,
                 tensor_parallel_size=tp,
                 distributed_executor_backend="mp" if tp > 1 else None,
                 gpu_memory_utilization=self.config.memory_fraction,
@@ -277,6 +294,7 @@ class Engine:
                 return
             self._llm = llm
             self._tokenizer = llm.get_tokenizer()
+            self._format = chat_formats.for_tokenizer(self._tokenizer)
             model_config = llm.model_config
             self._max_model_len = int(model_config.max_model_len)
             self._info = self._describe(model_config, dtype, current_platform)
@@ -304,6 +322,7 @@ class Engine:
             "device": str(platform.device_type),
             "tensor_parallel_size": self.config.tensor_parallel_size,
             "vllm_version": vllm.__version__,
+            **self._format.describe(),
         }
 
     async def stop(self) -> None:
@@ -401,7 +420,9 @@ class Engine:
     # ---------------------------------------------------------------- info and stats
 
     def info(self) -> dict[str, Any]:
-        base = {"state": self.state, "model": self.config.model or "tiny-m1"}
+        from runtime.checkpoints import DEFAULT_MODEL
+
+        base = {"state": self.state, "model": self.config.model or DEFAULT_MODEL}
         if self.error:
             base["error"] = self.error
         if self._load_s is not None:
@@ -465,14 +486,14 @@ class Engine:
 
     def render_messages(self, messages: list[Message]) -> str:
         """The prompt text for messages alone (thinking off), e.g. to measure its overhead."""
-        return chat.render(messages, thinking=False)
+        return "".join(text for text, _ in self._format.render_segments(messages, None, False))
 
     def render(self, request: GenerationRequest) -> str:
         return "".join(text for text, _ in self.render_segments(request))
 
     def render_segments(self, request: GenerationRequest) -> list[chat.Segment]:
         thinking = False if request.json_schema is not None else request.thinking
-        return chat.render_segments(request.messages, request.tools, thinking=thinking)
+        return self._format.render_segments(request.messages, request.tools, thinking)
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
@@ -604,11 +625,13 @@ class Engine:
                         log.debug("abort of %s failed", request_id, exc_info=True)
         engine_s = time.monotonic() - engine_start
         raw = "".join(pieces)
-        opened_think = request.json_schema is None and request.thinking is True
+        opened_think = request.json_schema is None and self._format.prompt_opens_think(
+            request.thinking
+        )
         reasoning, answer = chat.split_reasoning(raw, prompt_opened_think=opened_think)
         calls = chat.ParsedToolCalls(content=answer)
         if request.tools:
-            calls = chat.parse_tool_calls(answer)
+            calls = self._format.parse_tool_calls(answer)
         return Generation(
             text=calls.content if request.json_schema is None else answer,
             reasoning=reasoning,

@@ -36,6 +36,7 @@ M1_MCP = _console_script("m1-mcp")
 # Small limits so every tool call stays quick on the random-weight tiny model; the context is
 # just large enough for map-reduce over a document of a few chunks.
 TEST_ENV = {
+    "M1_MCP_MODEL": "tiny-m1",  # the hybrid; smol-m1 (the default) has its own slow tests
     "M1_MCP_MAX_MODEL_LEN": "14336",
     "M1_MCP_DOC_CHUNK_TOKENS": "2048",
     "M1_MCP_DOC_CHUNK_OVERLAP": "64",

@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    model = resolve_model(None)
+    model = resolve_model("tiny-m1")
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     env = dict(os.environ, VLLM_LOGGING_STREAM="ext://sys.stderr", VLLM_LOGGING_LEVEL="INFO")

@@ -64,7 +64,7 @@ async def test_model_card_and_stats_before_loading(server) -> None:
         card = json.loads((await client.read_resource("m1://model")).contents[0].text)
         stats = json.loads((await client.read_resource("m1://stats")).contents[0].text)
         prompt = await client.get_prompt("solve_problem", {"problem": "1+1"})
-    assert card["state"] == "stopped" and card["model"] == "tiny-m1"
+    assert card["state"] == "stopped" and card["model"] == "smol-m1"
     assert stats["requests"] == 0 and stats["in_flight"] == 0
     assert "\\boxed{}" in prompt.messages[0].content.text
 

@@ -35,7 +35,7 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(cache) -> Path:
-    return ck.resolve_model(None, cache_dir=cache)
+    return ck.resolve_model("tiny-m1", cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_concurrent_builds_from_two_processes(tmp_path):
 
 
 def test_unknown_preset_lists_presets(tmp_path):
-    with pytest.raises(ValueError, match=r"neither a preset \(tiny-m1\)"):
+    with pytest.raises(ValueError, match=r"neither a preset \(smol-m1, tiny-m1\)"):
         ck.resolve_model("tiny-m2", cache_dir=tmp_path)
 
 

@@ -52,7 +52,9 @@ def _ask(text: str, **kw) -> GenerationRequest:
 
 @pytest.mark.anyio
 async def test_engine_end_to_end() -> None:
-    engine = Engine(EngineConfig(max_model_len=2048, max_concurrent=2, max_queue=1))
+    engine = Engine(
+        EngineConfig(model="tiny-m1", max_model_len=2048, max_concurrent=2, max_queue=1)
+    )
     with pytest.raises(EngineNotReady):
         await engine.generate(_ask("too early"))
     try:
@@ -134,7 +136,7 @@ async def test_vllm_failures_become_engine_errors() -> None:
     from vllm.exceptions import VLLMValidationError
     from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
-    engine = Engine(EngineConfig())
+    engine = Engine(EngineConfig(model="tiny-m1"))
     refused = engine._explain(VLLMValidationError("max_tokens must be at least 1"))
     assert isinstance(refused, EngineError) and "refused the request" in str(refused)
     other = EngineGenerateError()

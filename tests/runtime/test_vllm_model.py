@@ -21,7 +21,7 @@ TOP = 5
 
 @pytest.fixture(scope="module")
 def model_dir():
-    return resolve_model(None)
+    return resolve_model("tiny-m1")
 
 
 @pytest.fixture(scope="module")
