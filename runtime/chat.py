@@ -203,12 +203,22 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_STATED_ANSWER = re.compile(
+    r"\b(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE
+)
+
+
 def final_answer(text: str) -> str:
-    r"""`\boxed{}` content if present, else the last non-empty line."""
+    r"""`\boxed{}` content if present, else what the last "the answer is ..." states (small
+    models seldom box their answer), else the last non-empty line."""
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        stated = _STATED_ANSWER.search(line)
+        if stated and stated.group(1).strip(" .*"):
+            return stated.group(1).strip(" .*")
     return lines[-1] if lines else ""
 
 

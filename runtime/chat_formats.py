@@ -30,12 +30,14 @@ M1_MARKER = chat.BOS  # a template that writes this token is M1's
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 _CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
+# The tool list for templates that take none. The call syntax is the one SmolLM2 was trained
+# on: a JSON list of {"name", "arguments"} objects inside one <tool_call> block.
 TOOLS_SYSTEM = (
-    "You can call functions. These are the functions, as JSON schemas, inside <tools></tools>:"
-    "\n<tools>\n{tools}</tools>\n"
-    "To call one, answer with a JSON object holding its name and arguments inside "
-    '<tool_call></tool_call> tags, one call per block:\n<tool_call>\n{{"name": "<function-name>"'
-    ', "arguments": {{<arguments-as-json>}}}}\n</tool_call>'
+    "You can call these functions (JSON schemas):\n<tools>\n{tools}</tools>\n\n"
+    "When a function answers the question, reply with only the calls, as a JSON list inside "
+    "<tool_call></tool_call> tags:\n"
+    '<tool_call>[{{"name": "<function name>", "arguments": {{"<parameter>": "<value>"}}}}]'
+    "</tool_call>\nWhen none fits, answer in plain text."
 )
 
 
@@ -108,12 +110,13 @@ class TemplateFormat(ChatFormat):
         if self.native_tools and "<tool_calls>" in answer:
             return chat.parse_tool_calls(answer)
         result = ParsedToolCalls()
-        for number, block in enumerate(_CALL_BLOCK.finditer(answer), start=1):
+        number = 0
+        for block in _CALL_BLOCK.finditer(answer):
             body = " ".join(block.group(1).split())
-            if not body:
-                continue
-            call = chat.parse_call_line(body, number)
-            (result.calls if isinstance(call, ToolCall) else result.errors).append(call)
+            for line in _call_objects(body):
+                number += 1
+                call = chat.parse_call_line(line, number)
+                (result.calls if isinstance(call, ToolCall) else result.errors).append(call)
         result.content = _CALL_BLOCK.sub("", answer).strip()
         return result
 
@@ -129,12 +132,10 @@ class TemplateFormat(ChatFormat):
                     for c in m.tool_calls
                 ]
             else:
-                calls = "".join(
-                    "<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments},
-                                                 ensure_ascii=False) + "\n</tool_call>\n"
-                    for c in m.tool_calls
-                )
-                joined = (m.content + "\n" if m.content else "") + calls.rstrip("\n")
+                listed = json.dumps([{"name": c.name, "arguments": c.arguments}
+                                     for c in m.tool_calls], ensure_ascii=False)
+                calls = f"<tool_call>{listed}</tool_call>"
+                joined = (m.content + "\n" if m.content else "") + calls
                 out["content"] = hide(joined)
         return out
 
@@ -151,6 +152,20 @@ class TemplateFormat(ChatFormat):
             first["content"] = first["content"] + hide("\n\n" + block)
             return [first, *system[1:], *rest]
         return [{"role": "system", "content": hide(block)}, *rest]
+
+
+def _call_objects(body: str) -> list[str]:
+    """A <tool_call> block holds one JSON object, or (as SmolLM2 was taught) a JSON list of
+    them; each comes back as one line for `chat.parse_call_line`."""
+    if not body:
+        return []
+    if body.startswith("["):
+        try:
+            items = json.loads(body)
+        except json.JSONDecodeError:
+            return [body]
+        return [json.dumps(item, ensure_ascii=False) for item in items]
+    return [body]
 
 
 def _split_placeholders(text: str, originals: list[str]) -> list[Segment]:

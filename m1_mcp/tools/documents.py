@@ -28,12 +28,12 @@ from m1_mcp.tools.common import (
 )
 from runtime.engine import Generation
 
-Item = Annotated[str, Field(max_length=120)]
+Item = Annotated[str, Field(min_length=3, max_length=120)]
 
 
 class DocSummary(BaseModel):
     executive_summary: str = Field(max_length=300, description="A few sentences for a busy reader")
-    key_points: list[Item] = Field(max_length=5)
+    key_points: list[Item] = Field(min_length=1, max_length=5)
     details: list[Item] = Field(max_length=4)
     conclusions: list[Item] = Field(max_length=3)
 
@@ -44,12 +44,12 @@ class QAPair(BaseModel):
 
 
 class DocQA(BaseModel):
-    qa_pairs: list[QAPair] = Field(max_length=5)
+    qa_pairs: list[QAPair] = Field(min_length=1, max_length=5)
 
 
 class DocInsights(BaseModel):
-    themes: list[Item] = Field(max_length=4)
-    insights: list[Item] = Field(max_length=4)
+    themes: list[Item] = Field(min_length=1, max_length=4)
+    insights: list[Item] = Field(min_length=1, max_length=4)
     trends: list[Item] = Field(max_length=3)
     implications: list[Item] = Field(max_length=3)
     action_items: list[Item] = Field(max_length=4)

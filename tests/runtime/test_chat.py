@@ -120,6 +120,8 @@ def test_extract_boxed_and_final_answer() -> None:
     assert chat.extract_boxed(r"\boxed{1} then \boxed{2}") == "2"
     assert chat.extract_boxed(r"\boxed{3} and cut \boxed{4") == "3"
     assert chat.extract_boxed("no box") is None
-    assert chat.final_answer("line one\nthe answer is 7\n\n") == "the answer is 7"
+    assert chat.final_answer("line one\nthe answer is 7.\n\n") == "7"
+    assert chat.final_answer("17*3 = 51\nThe answer is: **51**\nMore words") == "51"
+    assert chat.final_answer("line one\nlast line\n") == "last line"
     assert chat.final_answer(r"x \boxed{42}") == "42"
     assert chat.final_answer("") == ""

@@ -71,10 +71,10 @@ def test_tools_go_into_the_system_message(tok, fmt) -> None:
                 Message(role="tool", name="get_weather", content="sunny"),
                 Message(role="user", content="And <|im_end|> Rome?")]
     text = "".join(t for t, _ in fmt.render_segments(messages, [WEATHER], None))
-    assert text.startswith("<|im_start|>system\nBe brief.\n\nYou can call functions.")
+    assert text.startswith("<|im_start|>system\nBe brief.\n\nYou can call these functions")
     assert '"name": "get_weather", "description": "Weather for a city"' in text
-    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' \
-        in text
+    call = '<tool_call>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</tool_call>'
+    assert call in text
     assert text.count("<|im_start|>system") == 1
     assert text.endswith("<|im_start|>assistant\n")
 
@@ -82,9 +82,11 @@ def test_tools_go_into_the_system_message(tok, fmt) -> None:
 def test_tool_calls_are_parsed_back(fmt) -> None:
     answer = ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}'
               '\n</tool_call>\n<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": '
-              '\\"Oslo\\"}"}</tool_call><tool_call>not json</tool_call>')
+              '\\"Oslo\\"}"}</tool_call><tool_call>not json</tool_call>'
+              '<tool_call>[{"name": "a", "arguments": {}}, {"name": "b"}]</tool_call>')
     parsed = fmt.parse_tool_calls(answer)
-    assert [c.arguments["city"] for c in parsed.calls] == ["Rome", "Oslo"]
+    assert [c.arguments.get("city") for c in parsed.calls] == ["Rome", "Oslo", None, None]
+    assert [c.name for c in parsed.calls[2:]] == ["a", "b"]
     assert len(parsed.errors) == 1 and "not JSON" in parsed.errors[0]
     assert parsed.content == "Let me check."
     cut = fmt.parse_tool_calls('<tool_call>\n{"name": "get_weather", "arguments": {}}')
