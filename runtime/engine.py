@@ -66,11 +66,12 @@ class EngineConfig:
 
 
 # MiniMax-M1's recommended sampling, for checkpoints that recommend none.
-M1_SAMPLING = {"temperature": 1.0, "top_p": 0.95}
+M1_SAMPLING = {"temperature": 1.0, "top_p": 0.95, "json_repetition_penalty": 1.0}
 
 
 def _recommended_sampling(model_dir: Path) -> dict[str, float]:
-    """temperature and top_p from the checkpoint's generation_config.json, M1's otherwise."""
+    """temperature, top_p and json_repetition_penalty (for guided JSON only) from the
+    checkpoint's generation_config.json, M1's otherwise."""
     try:
         config = json.loads((model_dir / "generation_config.json").read_text())
     except (OSError, ValueError):
@@ -595,6 +596,9 @@ class Engine:
         params = SamplingParams(
             temperature=_or(request.sampling.temperature, self._sampling["temperature"]),
             top_p=_or(request.sampling.top_p, self._sampling["top_p"]),
+            repetition_penalty=(
+                self._sampling["json_repetition_penalty"] if structured is not None else 1.0
+            ),
             seed=request.sampling.seed,
             max_tokens=max_tokens,
             structured_outputs=structured,

