@@ -235,6 +235,7 @@ class Engine:
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) for tokens/s
         self._info: dict[str, Any] = {}
         self._sampling = dict(M1_SAMPLING)
+        self._loading_step = "loading the model"  # what progress messages say while loading
         self._closed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -270,7 +271,11 @@ class Engine:
             _prepare_vllm_environment(self.config)
             from runtime.checkpoints import resolve_model
 
+            self._loading_step = "building the model checkpoint (first start only)"
             self.model_dir = Path(resolve_model(self.config.model, self.config.cache_dir))
+            log.info("engine: checkpoint %s ready after %.1f s", self.model_dir,
+                     time.monotonic() - self._load_started)
+            self._loading_step = "loading the model into vLLM"
             if self.state != "loading":
                 return
             from vllm.config import StructuredOutputsConfig
@@ -395,7 +400,8 @@ class Engine:
             if on_progress is not None:
                 waited = time.monotonic() - self._load_started if self._load_started else 0.0
                 await on_progress(
-                    Progress(phase="loading", message=f"loading the model ({waited:.0f} s so far)")
+                    Progress(phase="loading",
+                             message=f"{self._loading_step} ({waited:.0f} s so far)")
                 )
             if time.monotonic() > deadline:
                 raise EngineNotReady(

@@ -62,10 +62,10 @@ def register(server: MCPServer, app: App) -> None:
         max_tokens: Annotated[int | None, Field(ge=16, le=1_000_000)] = None,
         ctx: Context | None = None,
     ) -> Solution:
+        if not problem.strip():  # before waiting: bad input never waits for the model
+            raise InputError("the problem is empty")
         report = Reporter(ctx)
         await wait_ready(app, report)
-        if not problem.strip():
-            raise InputError("the problem is empty")
         gen = await app.engine.generate(
             GenerationRequest(
                 messages=prompts.solve_messages(problem, show_steps),

@@ -191,6 +191,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
      "less than or equal to 9223372036854775807"),
     ("practice_problems", {"topic": "  \n "}, "at least 1 character"),
     ("review_code", {"path": "loop_a.py"}, "symbolic links form a loop"),
+    ("solve_problem", {"problem": " \n\t "}, "the problem is empty"),
 ]
 
 

@@ -57,6 +57,8 @@ async def test_input_errors_come_before_waiting_for_the_model(server) -> None:
         assert r.is_error and "outside the allowed file roots" in r.content[0].text
         r = await client.call_tool("analyze_document", {})
         assert r.is_error and "either 'text' or 'path'" in r.content[0].text
+        r = await client.call_tool("solve_problem", {"problem": "  \n "})
+        assert r.is_error and "the problem is empty" in r.content[0].text
 
 
 async def test_model_card_and_stats_before_loading(server) -> None:
