@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, field_validator
 
 from m1_mcp.tools.common import (
+    READ_ONLY,
     App,
     InputError,
     Reporter,
@@ -69,6 +70,8 @@ class ChatReply(BaseModel):
 def register(server: MCPServer, app: App) -> None:
     @server.tool(
         name="chat",
+        title="Chat with tools",
+        annotations=READ_ONLY,
         description="Chat with MiniMax-M1. Pass messages (system/user/assistant/tool) and, for "
         "function calling, tool definitions {name, description, parameters}. Returns the answer "
         "text, the reasoning and any tool calls the model made.",

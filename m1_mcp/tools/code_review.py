@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from m1_mcp import prompts
 from m1_mcp.tools.common import (
+    READ_ONLY,
     App,
     Reporter,
     Usage,
@@ -73,6 +74,8 @@ def _review_schema(n_lines: int) -> dict:
 def register(server: MCPServer, app: App) -> None:
     @server.tool(
         name="review_code",
+        title="Review code",
+        annotations=READ_ONLY,
         description="Review code (inline 'code' or a file 'path' under the configured roots). "
         "Returns a summary and findings, each with severity, category (bug, security, "
         "performance, style, best_practice), line if known, message and suggestion.",
@@ -105,6 +108,8 @@ def register(server: MCPServer, app: App) -> None:
 
     @server.tool(
         name="suggest_improvements",
+        title="Suggest code improvements",
+        annotations=READ_ONLY,
         description="Suggest a refactoring of code (inline 'code' or a file 'path' under the "
         "configured roots). Returns the refactored code, the list of changes and their benefits.",
     )

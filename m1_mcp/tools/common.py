@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from m1_mcp.files import FileAccessError, read_text_file
@@ -26,6 +27,13 @@ log = logging.getLogger("m1.tools")
 class App:
     settings: Settings
     engine: Engine
+
+
+# Every tool only reads (its input, and files under the configured roots) and reaches nothing
+# outside this machine, so hosts need not ask before each call.
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
 
 
 class Usage(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from m1_mcp import prompts
 from m1_mcp.tools.common import (
+    READ_ONLY,
     App,
     InputError,
     Reporter,
@@ -84,6 +85,8 @@ def split_tokens(ids: list[int], size: int, overlap: int) -> list[list[int]]:
 def register(server: MCPServer, app: App) -> None:
     @server.tool(
         name="analyze_document",
+        title="Analyze a document",
+        annotations=READ_ONLY,
         description="Analyze a document given inline ('text') or as a file under the configured "
         "roots ('path'). mode 'summary': executive summary, key points, details, conclusions; "
         "'qa': question-answer pairs; 'insights': themes, insights, trends, implications, action "

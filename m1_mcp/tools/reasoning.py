@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from m1_mcp import prompts
 from m1_mcp.tools.common import (
+    READ_ONLY,
     App,
     InputError,
     Reporter,
@@ -52,6 +53,8 @@ class _PracticePayload(BaseModel):
 def register(server: MCPServer, app: App) -> None:
     @server.tool(
         name="solve_problem",
+        title="Solve a problem",
+        annotations=READ_ONLY,
         description="Solve a math or reasoning problem with MiniMax-M1. Returns the final answer "
         "(from \\boxed{} or the last line), the worked solution and the model's reasoning.",
     )
@@ -82,6 +85,8 @@ def register(server: MCPServer, app: App) -> None:
 
     @server.tool(
         name="practice_problems",
+        title="Practice problems",
+        annotations=READ_ONLY,
         description="Generate practice problems on a topic, each with its answer.",
     )
     @user_errors

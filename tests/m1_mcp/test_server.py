@@ -43,6 +43,9 @@ async def test_tools_have_bounded_input_and_output_schemas(server) -> None:
     }
     for tool in tools.values():
         assert tool.output_schema and "usage" in tool.output_schema["properties"]
+        # Read-only and closed-world: hosts need not ask before every call.
+        assert tool.title and tool.annotations is not None
+        assert tool.annotations.read_only_hint and tool.annotations.open_world_hint is False
     mode = tools["analyze_document"].input_schema["properties"]["mode"]
     assert mode.get("enum") == ["summary", "qa", "insights"] or "$ref" in str(mode)
     chat_messages = tools["chat"].input_schema["properties"]["messages"]
