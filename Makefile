@@ -8,7 +8,8 @@ VENV26_STAMP := .venv26/.m1-mcp-installed
 # 0.32 in .venv).
 VLLM_MODEL_TESTS := tests/runtime/test_vllm_compat.py tests/runtime/test_vllm_model.py \
 	tests/runtime/test_engine.py tests/runtime/test_openai_parsers.py tests/e2e/test_vllm_serve.py \
-	tests/runtime/test_transformers_parity.py tests/runtime/test_weight_loading.py
+	tests/runtime/test_transformers_parity.py tests/runtime/test_weight_loading.py \
+	tests/runtime/test_smol_m1.py
 
 $(VENV_STAMP): pyproject.toml scripts/install.sh
 	scripts/install.sh
