@@ -2,6 +2,7 @@
 Streamable HTTP and write what each returned to docs/smol-m1-tools.md.
 
     .venv/bin/python -m scripts.smol_tool_table [--out docs/smol-m1-tools.md]
+    .venv/bin/python -m scripts.smol_tool_table --transcript multiply,doc-qa,...  # full JSON
 """
 
 from __future__ import annotations
@@ -51,15 +52,35 @@ async def table(url: str) -> list[str]:
     return head + rows
 
 
+async def transcript(url: str, labels: list[str]) -> list[str]:
+    """The chosen cases as request and full structured reply, for a reader to check."""
+    chosen = {label: (tool, args) for label, tool, args in smol_cases.CASES if label in labels}
+    out = []
+    async with Client(url, read_timeout_seconds=600) as client:
+        for label in labels:
+            tool, args = chosen[label]
+            result, seconds = await smol_cases.run_case(client, tool, args)
+            reply = result.structured_content if not result.is_error else result.content[0].text
+            out += [f"### {label}: tools/call {tool} ({seconds:.1f} s)", "",
+                    "```json", json.dumps(args, ensure_ascii=False, indent=1), "```", "",
+                    "```json", json.dumps(reply, ensure_ascii=False, indent=1), "```", ""]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "smol-m1-tools.md")
+    parser.add_argument("--transcript", help="comma-separated case labels: print them in full "
+                        "instead of writing the table")
     args = parser.parse_args()
     env = harness.server_env(M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192",
                              M1_MCP_DEFAULT_MAX_TOKENS="512")
     with tempfile.TemporaryDirectory() as tmp:
         srv = harness.HttpServer("streamable-http", Path(tmp) / "server.log", [], env)
         try:
+            if args.transcript:
+                print("\n".join(asyncio.run(transcript(srv.url, args.transcript.split(",")))))
+                return 0
             lines = asyncio.run(table(srv.url))
         finally:
             srv.stop()
