@@ -1,6 +1,6 @@
 # The README's two commands, serve and test (both create ./.venv on first use), plus the
 # install step they share and lint.
-.PHONY: serve test test-vllm026 install lint
+.PHONY: serve test test-fast test-vllm026 install lint
 
 VENV_STAMP := .venv/.m1-mcp-installed
 VENV26_STAMP := .venv26/.m1-mcp-installed
@@ -31,8 +31,15 @@ test: $(VENV_STAMP) $(VENV26_STAMP)
 	.venv/bin/python -m pytest
 	$(MAKE) test-vllm026
 
+# Lint and every test that starts no engine and no server (under a minute).
+test-fast: $(VENV_STAMP)
+	$(MAKE) lint
+	.venv/bin/python -m pytest -m "not slow and not gpu"
+
 test-vllm026: $(VENV26_STAMP)
 	.venv26/bin/python -m pytest $(VLLM_MODEL_TESTS)
 
+LINTED := m1_mcp runtime kernels tests benchmarks scripts
 lint: $(VENV_STAMP)
-	.venv/bin/ruff check m1_mcp runtime kernels tests benchmarks scripts
+	.venv/bin/ruff check $(LINTED)
+	.venv/bin/ruff format --check $(LINTED)

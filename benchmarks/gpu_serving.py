@@ -195,8 +195,7 @@ def measure(kind: str, out_json: Path) -> None:
                 warm.add(b)
             wall, step_s = run(sharing(base, b, tag=1), LONG_RUN)
             rate = b / step_s if step_s else None
-            row.update(tokens_per_s=rate, step_ms=step_s * 1e3 if step_s else None,
-                       wall_s=wall)
+            row.update(tokens_per_s=rate, step_ms=step_s * 1e3 if step_s else None, wall_s=wall)
             decode.append(row)
             print(f"[{kind}] decode ctx {ctx} batch {b}: {_fmt(rate)} tok/s", file=sys.stderr)
 
@@ -240,7 +239,10 @@ def run_child(kind: str, out: Path) -> bool:
     with log.open("w") as f:
         code = subprocess.call(
             [sys.executable, "-m", "benchmarks.gpu_serving", "--child", kind, "--out", str(out)],
-            cwd=ROOT, env=env, stderr=f, stdout=f,
+            cwd=ROOT,
+            env=env,
+            stderr=f,
+            stdout=f,
         )
     if code:
         print(f"{kind}: failed (exit {code}); see {log}", file=sys.stderr)
@@ -295,8 +297,9 @@ def report(folder: Path) -> str:
     for ctx, b in keys:
         cells = []
         for k in kinds:
-            row = next((r for r in results[k]["decode"] if (r["context"], r["batch"]) == (ctx, b)),
-                       None)
+            row = next(
+                (r for r in results[k]["decode"] if (r["context"], r["batch"]) == (ctx, b)), None
+            )
             cells.append("-" if row is None else row.get("note") or _fmt(row["tokens_per_s"]))
         lines.append(f"| {ctx // 1024}K | {b} | " + " | ".join(cells) + " |")
     lines += [
@@ -307,15 +310,28 @@ def report(folder: Path) -> str:
         "|---|" + "---:|" * len(kinds),
     ]
     for ctx in CONTEXTS:
-        lines.append(f"| prefill {ctx // 1024}K (ms) | " + " | ".join(
-            _fmt(results[k]["prefill_s"][str(ctx)] * 1e3, ",.1f") for k in kinds) + " |")
-    lines.append("| 128K sequences that fit | " + " | ".join(
-        _fmt(results[k]["max_128k_sequences"], ",.1f") for k in kinds) + " |")
-    lines.append("| decode tok/s at 128K, largest batch | " + " | ".join(
-        f"{_fmt(_largest(results[k])[1])} (batch {_largest(results[k])[0]})"
-        for k in kinds) + " |")
-    lines.append("| engine start-up (s) | " + " | ".join(
-        _fmt(results[k]["startup_s"], ".0f") for k in kinds) + " |")
+        lines.append(
+            f"| prefill {ctx // 1024}K (ms) | "
+            + " | ".join(_fmt(results[k]["prefill_s"][str(ctx)] * 1e3, ",.1f") for k in kinds)
+            + " |"
+        )
+    lines.append(
+        "| 128K sequences that fit | "
+        + " | ".join(_fmt(results[k]["max_128k_sequences"], ",.1f") for k in kinds)
+        + " |"
+    )
+    lines.append(
+        "| decode tok/s at 128K, largest batch | "
+        + " | ".join(
+            f"{_fmt(_largest(results[k])[1])} (batch {_largest(results[k])[0]})" for k in kinds
+        )
+        + " |"
+    )
+    lines.append(
+        "| engine start-up (s) | "
+        + " | ".join(_fmt(results[k]["startup_s"], ".0f") for k in kinds)
+        + " |"
+    )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     for name, value, goal in _targets(results):
         met = "n/a" if value is None else ("yes" if value > goal else "**no**")
@@ -334,25 +350,56 @@ def _targets(results: dict) -> list[tuple[str, float | None, float]]:
     h, s, m = (results.get(k) for k in MODELS)
     rows: list[tuple[str, float | None, float]] = []
     if h and s:
-        rows.append(("128K sequences that fit, hybrid / all-softmax",
-                     _ratio(h["max_128k_sequences"], s["max_128k_sequences"]), 6.0))
-        rows.append(("decode tok/s at 128K, each at its largest batch",
-                     _ratio(_largest(h)[1], _largest(s)[1]), 4.0))
-        rows.append(("decode tok/s at 128K, batch 16",
-                     _ratio(_decode_rate(h, LONGEST, 16), _decode_rate(s, LONGEST, 16)), 2.5))
-        rows.append(("prefill speed at 128K (all-softmax time / hybrid time)",
-                     _ratio(s["prefill_s"][str(LONGEST)], h["prefill_s"][str(LONGEST)]), 4.0))
+        rows.append(
+            (
+                "128K sequences that fit, hybrid / all-softmax",
+                _ratio(h["max_128k_sequences"], s["max_128k_sequences"]),
+                6.0,
+            )
+        )
+        rows.append(
+            (
+                "decode tok/s at 128K, each at its largest batch",
+                _ratio(_largest(h)[1], _largest(s)[1]),
+                4.0,
+            )
+        )
+        rows.append(
+            (
+                "decode tok/s at 128K, batch 16",
+                _ratio(_decode_rate(h, LONGEST, 16), _decode_rate(s, LONGEST, 16)),
+                2.5,
+            )
+        )
+        rows.append(
+            (
+                "prefill speed at 128K (all-softmax time / hybrid time)",
+                _ratio(s["prefill_s"][str(LONGEST)], h["prefill_s"][str(LONGEST)]),
+                4.0,
+            )
+        )
     if s and m:
         # "within 5%": our all-softmax decode rate at least 0.95 of Mixtral's, on average
         ratios = [
             _ratio(_decode_rate(s, c, b), _decode_rate(m, c, b))
-            for c in CONTEXTS for b in BATCHES
+            for c in CONTEXTS
+            for b in BATCHES
             if _decode_rate(s, c, b) and _decode_rate(m, c, b)
         ]
-        rows.append(("all-softmax decode rate / Mixtral's (geometric mean)",
-                     math.exp(statistics.fmean(map(math.log, ratios))) if ratios else None, 0.95))
-        rows.append(("Mixtral prefill time at 128K / all-softmax's",
-                     _ratio(m["prefill_s"][str(LONGEST)], s["prefill_s"][str(LONGEST)]), 0.95))
+        rows.append(
+            (
+                "all-softmax decode rate / Mixtral's (geometric mean)",
+                math.exp(statistics.fmean(map(math.log, ratios))) if ratios else None,
+                0.95,
+            )
+        )
+        rows.append(
+            (
+                "Mixtral prefill time at 128K / all-softmax's",
+                _ratio(m["prefill_s"][str(LONGEST)], s["prefill_s"][str(LONGEST)]),
+                0.95,
+            )
+        )
     return rows
 
 
@@ -368,12 +415,20 @@ def _plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, ctx in zip(axes, CONTEXTS, strict=True):
         for kind, res in results.items():
-            rows = sorted((r["batch"], r["tokens_per_s"]) for r in res["decode"]
-                          if r["context"] == ctx and r["tokens_per_s"])
+            rows = sorted(
+                (r["batch"], r["tokens_per_s"])
+                for r in res["decode"]
+                if r["context"] == ctx and r["tokens_per_s"]
+            )
             if rows:
                 ax.plot(*zip(*rows, strict=True), marker="o", label=LABELS[kind])
-        ax.set(title=f"decode at {ctx // 1024}K context", xlabel="batch", ylabel="tokens/s",
-               xscale="log", yscale="log")
+        ax.set(
+            title=f"decode at {ctx // 1024}K context",
+            xlabel="batch",
+            ylabel="tokens/s",
+            xscale="log",
+            yscale="log",
+        )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -86,17 +86,26 @@ class HostCheckMiddleware:
         elif origin is not None and not self._origin_ok(origin):
             problem = f"Origin {origin!r} is not allowed (see the allowed_hosts setting)"
         if problem:
-            await send({"type": "http.response.start", "status": 421,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body",
-                        "body": json.dumps({"error": problem}).encode()})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 421,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": json.dumps({"error": problem}).encode()}
+            )
             return
-        lowered = [(k, v.lower()) if k.lower() in (b"host", b"origin") else (k, v)
-                   for k, v in headers]
+        lowered = [
+            (k, v.lower()) if k.lower() in (b"host", b"origin") else (k, v) for k, v in headers
+        ]
         await self.app(dict(scope, headers=lowered), receive, send)
 
     def _origin_ok(self, origin: str) -> bool:
         parts = urlsplit(origin.strip())
-        return parts.scheme in ("http", "https") and not parts.path.strip("/") and (
-            self.rules.allows(parts.netloc)
+        return (
+            parts.scheme in ("http", "https")
+            and not parts.path.strip("/")
+            and (self.rules.allows(parts.netloc))
         )

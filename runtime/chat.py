@@ -54,8 +54,9 @@ def render(
     `thinking=True` opens a `<think>` block for the model; `False` writes an empty one so the
     answer starts at once; `None` leaves the choice to the model.
     """
-    return "".join(text for text, _ in render_segments(messages, tools, add_generation_prompt,
-                                                       thinking))
+    return "".join(
+        text for text, _ in render_segments(messages, tools, add_generation_prompt, thinking)
+    )
 
 
 # A prompt as pieces: (text, True) is the template's own markup, whose special-token strings
@@ -77,7 +78,9 @@ def render_segments(
     system = "".join(m.content for m in messages if m.role == "system")
     if system:
         parts += [
-            (f"{BOS}system ai_setting=assistant", True), ("\n" + system, False), (f"{EOS}\n", True)
+            (f"{BOS}system ai_setting=assistant", True),
+            ("\n" + system, False),
+            (f"{EOS}\n", True),
         ]
     if tools:
         listed = "".join(_dumps(t) + "\n" for t in tools)
@@ -203,9 +206,7 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-_STATED_ANSWER = re.compile(
-    r"\b(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE
-)
+_STATED_ANSWER = re.compile(r"\b(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
 
 
 def final_answer(text: str) -> str:

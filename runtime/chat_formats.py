@@ -50,7 +50,9 @@ class ChatFormat:
     tool_syntax: str = "<tool_calls> with one JSON object a line"
 
     def render_segments(
-        self, messages: list[Message], tools: list[dict[str, Any]] | None,
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
         thinking: bool | None,
     ) -> list[Segment]:
         return chat.render_segments(messages, tools, thinking=thinking)
@@ -63,8 +65,7 @@ class ChatFormat:
         return chat.parse_tool_calls(answer)
 
     def describe(self) -> dict[str, Any]:
-        return {"chat_format": self.name, "thinking": self.thinking,
-                "tool_calls": self.tool_syntax}
+        return {"chat_format": self.name, "thinking": self.thinking, "tool_calls": self.tool_syntax}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ class TemplateFormat(ChatFormat):
     native_tools: bool = False  # the template renders `tools` itself
 
     def render_segments(
-        self, messages: list[Message], tools: list[dict[str, Any]] | None,
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
         thinking: bool | None,
     ) -> list[Segment]:
         originals: list[str] = []
@@ -127,21 +130,26 @@ class TemplateFormat(ChatFormat):
         if m.tool_calls:
             if self.native_tools:
                 out["tool_calls"] = [
-                    {"type": "function",
-                     "function": {"name": hide(c.name), "arguments": hide(c.arguments)}}
+                    {
+                        "type": "function",
+                        "function": {"name": hide(c.name), "arguments": hide(c.arguments)},
+                    }
                     for c in m.tool_calls
                 ]
             else:
-                listed = json.dumps([{"name": c.name, "arguments": c.arguments}
-                                     for c in m.tool_calls], ensure_ascii=False)
+                listed = json.dumps(
+                    [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls],
+                    ensure_ascii=False,
+                )
                 calls = f"<tool_call>{listed}</tool_call>"
                 joined = (m.content + "\n" if m.content else "") + calls
                 out["content"] = hide(joined)
         return out
 
     @staticmethod
-    def _with_tools_system(conversation: list[dict[str, Any]], tools: list[dict[str, Any]],
-                           hide) -> list[dict[str, Any]]:
+    def _with_tools_system(
+        conversation: list[dict[str, Any]], tools: list[dict[str, Any]], hide
+    ) -> list[dict[str, Any]]:
         listed = "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tools)
         block = TOOLS_SYSTEM.format(tools=listed)
         system = [c for c in conversation if c["role"] == "system"]
@@ -176,11 +184,12 @@ def _split_placeholders(text: str, originals: list[str]) -> list[Segment]:
     parts: list[Segment] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(text):
-        parts.append((text[pos:m.start()], True))
+        parts.append((text[pos : m.start()], True))
         original = originals[int(m.group(1))]
-        quoted = text[m.start() - 1:m.start()] == '"' and text[m.end():m.end() + 1] == '"'
-        parts.append((json.dumps(original, ensure_ascii=False)[1:-1] if quoted else original,
-                      False))
+        quoted = text[m.start() - 1 : m.start()] == '"' and text[m.end() : m.end() + 1] == '"'
+        parts.append(
+            (json.dumps(original, ensure_ascii=False)[1:-1] if quoted else original, False)
+        )
         pos = m.end()
     parts.append((text[pos:], True))
     parts = _merge(parts)
@@ -188,7 +197,7 @@ def _split_placeholders(text: str, originals: list[str]) -> list[Segment]:
         (a, a_trusted), (b, b_trusted) = parts[i], parts[i + 1]
         if a_trusted and not b_trusted:
             kept = a.rstrip()
-            parts[i], parts[i + 1] = (kept, True), (a[len(kept):] + b, False)
+            parts[i], parts[i + 1] = (kept, True), (a[len(kept) :] + b, False)
     return _merge(parts)
 
 
@@ -212,16 +221,20 @@ def for_tokenizer(tokenizer: Any) -> ChatFormat:
         template = template.get("default")
     if not template or M1_MARKER in template:
         if not template and M1_MARKER not in tokenizer.get_vocab():
-            raise ValueError("the checkpoint's tokenizer has no chat template, and it is not "
-                             "M1's tokenizer; add a chat_template to tokenizer_config.json")
+            raise ValueError(
+                "the checkpoint's tokenizer has no chat template, and it is not "
+                "M1's tokenizer; add a chat_template to tokenizer_config.json"
+            )
         return ChatFormat()
     native = "tools" in template
     return TemplateFormat(
         name="chatml" if "<|im_start|>" in template else "template",
         thinking="enable_thinking" in template,
-        tool_syntax=("the template's own" if native
-                     else "<tool_call>{json}</tool_call> blocks (tools listed in the system "
-                     "message)"),
+        tool_syntax=(
+            "the template's own"
+            if native
+            else "<tool_call>{json}</tool_call> blocks (tools listed in the system message)"
+        ),
         tokenizer=tokenizer,
         native_tools=native,
     )

@@ -372,8 +372,9 @@ def ensure_checkpoint(
     key = cache_key(config, seed, tok_dir)
     expected_tensors(config)
     marker = {"format": FORMAT_VERSION, "seed": seed, "key": key}
-    return _ensure_built(f"{name}-{key}", cache_dir, marker,
-                         _random_writer(config, seed, progress, tok_dir, 3))
+    return _ensure_built(
+        f"{name}-{key}", cache_dir, marker, _random_writer(config, seed, progress, tok_dir, 3)
+    )
 
 
 def _ensure_built(
@@ -400,8 +401,12 @@ def ensure_smol_m1(cache_dir: Path | None = None, progress: bool = True) -> Path
         f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{digest}".encode()
     ).hexdigest()[:16]
     marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "sha256": digest}
-    return _ensure_built(f"{SMOL_PRESET}-{key}", cache_dir, marker,
-                         lambda tmp: smol_m1.write_checkpoint(tmp, source, progress))
+    return _ensure_built(
+        f"{SMOL_PRESET}-{key}",
+        cache_dir,
+        marker,
+        lambda tmp: smol_m1.write_checkpoint(tmp, source, progress),
+    )
 
 
 def build_variant(

@@ -138,8 +138,9 @@ def _layer_types(config: Any, num_layers: int) -> tuple[str, ...]:
         )
     unknown = set(types) - {LIGHTNING, SOFTMAX}
     if unknown:
-        raise ValueError(f"unknown layer types {sorted(unknown)}; expected {LIGHTNING!r} or "
-                         f"{SOFTMAX!r}")
+        raise ValueError(
+            f"unknown layer types {sorted(unknown)}; expected {LIGHTNING!r} or {SOFTMAX!r}"
+        )
     return types
 
 

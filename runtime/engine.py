@@ -201,8 +201,9 @@ def _terminate_children(grace_s: float = 5.0) -> None:
 def _context_length(model_dir: Path, wanted: int | None) -> int | None:
     """`wanted`, cut to what the checkpoint was trained for (vLLM refuses a longer context)."""
     try:
-        trained = int(json.loads((model_dir / "config.json").read_text())
-                      ["max_position_embeddings"])
+        trained = int(
+            json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return wanted
     if wanted is not None and wanted > trained:
@@ -273,8 +274,11 @@ class Engine:
 
             self._loading_step = "building the model checkpoint (first start only)"
             self.model_dir = Path(resolve_model(self.config.model, self.config.cache_dir))
-            log.info("engine: checkpoint %s ready after %.1f s", self.model_dir,
-                     time.monotonic() - self._load_started)
+            log.info(
+                "engine: checkpoint %s ready after %.1f s",
+                self.model_dir,
+                time.monotonic() - self._load_started,
+            )
             self._loading_step = "loading the model into vLLM"
             if self.state != "loading":
                 return
@@ -400,8 +404,9 @@ class Engine:
             if on_progress is not None:
                 waited = time.monotonic() - self._load_started if self._load_started else 0.0
                 await on_progress(
-                    Progress(phase="loading",
-                             message=f"{self._loading_step} ({waited:.0f} s so far)")
+                    Progress(
+                        phase="loading", message=f"{self._loading_step} ({waited:.0f} s so far)"
+                    )
                 )
             if time.monotonic() > deadline:
                 raise EngineNotReady(

@@ -184,8 +184,14 @@ class LightningAttention(nn.Module, MambaBase):
             # state of a finished request and must be ignored, not continued.
             fresh = (md.seq_lens[decodes : decodes + prefills] - query_lens) == 0
             out[split:] = kernels.lightning_prefill(
-                q[split:], k[split:], v[split:], self.slopes, states,
-                slots[decodes : decodes + prefills], cu_seqlens, fresh,
+                q[split:],
+                k[split:],
+                v[split:],
+                self.slopes,
+                states,
+                slots[decodes : decodes + prefills],
+                cu_seqlens,
+                fresh,
             )
         return out
 

@@ -44,8 +44,9 @@ class SoftmaxAttention(nn.Module):
         super().__init__()
         tp_size = get_tensor_model_parallel_world_size()
         if arch.num_heads % tp_size:
-            raise ValueError(f"{arch.num_heads} heads cannot be split over tensor parallel "
-                             f"{tp_size}")
+            raise ValueError(
+                f"{arch.num_heads} heads cannot be split over tensor parallel {tp_size}"
+            )
         self.head_dim = arch.head_dim
         self.num_heads = arch.num_heads // tp_size
         # Fewer KV heads than ranks: each rank keeps a replica of one.
@@ -55,12 +56,20 @@ class SoftmaxAttention(nn.Module):
         quant = vllm_config.quant_config
 
         self.qkv_proj = QKVParallelLinear(
-            arch.hidden_size, arch.head_dim, arch.num_heads, arch.num_kv_heads,
-            bias=False, quant_config=quant, prefix=f"{prefix}.qkv_proj",
+            arch.hidden_size,
+            arch.head_dim,
+            arch.num_heads,
+            arch.num_kv_heads,
+            bias=False,
+            quant_config=quant,
+            prefix=f"{prefix}.qkv_proj",
         )
         self.o_proj = RowParallelLinear(
-            arch.num_heads * arch.head_dim, arch.hidden_size,
-            bias=False, quant_config=quant, prefix=f"{prefix}.o_proj",
+            arch.num_heads * arch.head_dim,
+            arch.hidden_size,
+            bias=False,
+            quant_config=quant,
+            prefix=f"{prefix}.o_proj",
         )
         self.rotary_emb = get_rope(
             arch.head_dim,
@@ -73,7 +82,9 @@ class SoftmaxAttention(nn.Module):
             },
         )
         self.attn = Attention(
-            self.num_heads, self.head_dim, self.head_dim**-0.5,
+            self.num_heads,
+            self.head_dim,
+            self.head_dim**-0.5,
             num_kv_heads=self.num_kv_heads,
             cache_config=vllm_config.cache_config,
             quant_config=quant,
@@ -167,7 +178,9 @@ class MiniMaxM1Model(nn.Module):
         self.norm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps)
 
     def forward(
-        self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+        self,
+        input_ids: torch.Tensor | None,
+        positions: torch.Tensor,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids)
@@ -186,8 +199,10 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__()
         if vllm_config.parallel_config.pipeline_parallel_size > 1:
-            raise ValueError("MiniMax-M1 here supports tensor parallelism, not pipeline "
-                             "parallelism; use --tensor-parallel-size")
+            raise ValueError(
+                "MiniMax-M1 here supports tensor parallelism, not pipeline "
+                "parallelism; use --tensor-parallel-size"
+            )
         self.config = vllm_config.model_config.hf_config
         self.model = MiniMaxM1Model(vllm_config=vllm_config, prefix="model")
         arch = self.model.arch

@@ -174,5 +174,6 @@ def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
         "eos_token_id": config["eos_token_id"],
         "pad_token_id": config["pad_token_id"],
     }
-    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n",
-                                                encoding="utf-8")
+    (out / "generation_config.json").write_text(
+        json.dumps(generation, indent=2) + "\n", encoding="utf-8"
+    )

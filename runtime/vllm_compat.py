@@ -35,8 +35,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 # [lowest, highest] release line the plugin is tested against (major.minor).
 SUPPORTED_VLLM = ((0, 26), (0, 34))
-SUPPORTED_VLLM_TEXT = "vLLM >={}.{},<{}.{}".format(*SUPPORTED_VLLM[0], SUPPORTED_VLLM[1][0],
-                                                  SUPPORTED_VLLM[1][1] + 1)
+SUPPORTED_VLLM_TEXT = "vLLM >={}.{},<{}.{}".format(
+    *SUPPORTED_VLLM[0], SUPPORTED_VLLM[1][0], SUPPORTED_VLLM[1][1] + 1
+)
 
 
 def vllm_version() -> str | None:
@@ -115,7 +116,14 @@ def openai_protocol():
         from vllm.renderers.chat_utils import make_tool_call_id  # 0.32
     except ImportError:
         from vllm.entrypoints.chat_utils import make_tool_call_id  # 0.26
-    names = ("DeltaMessage", "DeltaToolCall", "DeltaFunctionCall", "ToolCall", "FunctionCall",
-             "ExtractedToolCallInformation")
-    return SimpleNamespace(make_tool_call_id=make_tool_call_id,
-                           **{name: getattr(protocol, name) for name in names})
+    names = (
+        "DeltaMessage",
+        "DeltaToolCall",
+        "DeltaFunctionCall",
+        "ToolCall",
+        "FunctionCall",
+        "ExtractedToolCallInformation",
+    )
+    return SimpleNamespace(
+        make_tool_call_id=make_tool_call_id, **{name: getattr(protocol, name) for name in names}
+    )

@@ -50,13 +50,18 @@ def main() -> int:
         log = (Path(tmp) / "server.log").read_text(errors="replace")
     built = re.search(r"checkpoint \S+ ready after ([\d.]+) s", log)
     ready = re.search(r"engine: ready in ([\d.]+) s", log)
-    print(json.dumps({
-        "listening_s": round(listening, 1),
-        "checkpoint_s": float(built.group(1)) if built else None,
-        "engine_ready_s": float(ready.group(1)) if ready else None,
-        "first_answer_s": round(listening + call_s, 1),
-        "answer": answer["answer"] if answer else None,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "listening_s": round(listening, 1),
+                "checkpoint_s": float(built.group(1)) if built else None,
+                "engine_ready_s": float(ready.group(1)) if ready else None,
+                "first_answer_s": round(listening + call_s, 1),
+                "answer": answer["answer"] if answer else None,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def table(url: str) -> list[str]:
-    rows = ["| case | tool | returned (shortened) | tokens out | finish | s | sensible |",
-            "|---|---|---|---:|---|---:|---|"]
+    rows = [
+        "| case | tool | returned (shortened) | tokens out | finish | s | sensible |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
     async with Client(url, read_timeout_seconds=600) as client:
         for label, tool, args in smol_cases.CASES:
             result, seconds = await smol_cases.run_case(client, tool, args)
@@ -34,8 +36,10 @@ async def table(url: str) -> list[str]:
             why = smol_cases.degeneracy(data) or "yes"
             usage = data["usage"]
             shown = smol_cases.brief(tool, data).replace("|", "\\|")
-            rows.append(f"| {label} | {tool} | {shown} | {usage['completion_tokens']} | "
-                        f"{usage['finish_reason']} | {seconds:.1f} | {why} |")
+            rows.append(
+                f"| {label} | {tool} | {shown} | {usage['completion_tokens']} | "
+                f"{usage['finish_reason']} | {seconds:.1f} | {why} |"
+            )
             print(label, tool, json.dumps(data)[:300], file=sys.stderr)
         card = json.loads((await client.read_resource("m1://model")).contents[0].text)
     head = [
@@ -61,20 +65,32 @@ async def transcript(url: str, labels: list[str]) -> list[str]:
             tool, args = chosen[label]
             result, seconds = await smol_cases.run_case(client, tool, args)
             reply = result.structured_content if not result.is_error else result.content[0].text
-            out += [f"### {label}: tools/call {tool} ({seconds:.1f} s)", "",
-                    "```json", json.dumps(args, ensure_ascii=False, indent=1), "```", "",
-                    "```json", json.dumps(reply, ensure_ascii=False, indent=1), "```", ""]
+            out += [
+                f"### {label}: tools/call {tool} ({seconds:.1f} s)",
+                "",
+                "```json",
+                json.dumps(args, ensure_ascii=False, indent=1),
+                "```",
+                "",
+                "```json",
+                json.dumps(reply, ensure_ascii=False, indent=1),
+                "```",
+                "",
+            ]
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "smol-m1-tools.md")
-    parser.add_argument("--transcript", help="comma-separated case labels: print them in full "
-                        "instead of writing the table")
+    parser.add_argument(
+        "--transcript",
+        help="comma-separated case labels: print them in full instead of writing the table",
+    )
     args = parser.parse_args()
-    env = harness.server_env(M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192",
-                             M1_MCP_DEFAULT_MAX_TOKENS="512")
+    env = harness.server_env(
+        M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192", M1_MCP_DEFAULT_MAX_TOKENS="512"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         srv = harness.HttpServer("streamable-http", Path(tmp) / "server.log", [], env)
         try:

@@ -105,7 +105,8 @@ _PASSED = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONPATH", "HF_HUB_OFFLINE", "CU
 
 def server_env(**extra: str) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if k in _PASSED or (k.startswith("VLLM_") and k != "VLLM_LOGGING_LEVEL")
     }
     env.update(TEST_ENV)
@@ -187,8 +188,11 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
         '"type": "object"',
     ),
     ("chat", {"messages": [{"role": "system", "content": "hi"}]}, "at least one 'user'"),
-    ("chat", {"messages": [{"role": "user", "content": "hi"}], "seed": 2**64},
-     "less than or equal to 9223372036854775807"),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": "hi"}], "seed": 2**64},
+        "less than or equal to 9223372036854775807",
+    ),
     ("practice_problems", {"topic": "  \n "}, "at least 1 character"),
     ("review_code", {"path": "loop_a.py"}, "symbolic links form a loop"),
     ("solve_problem", {"problem": " \n\t "}, "the problem is empty"),

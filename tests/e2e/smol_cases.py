@@ -40,8 +40,11 @@ DOC = (
 WEATHER = {
     "name": "get_weather",
     "description": "Current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
 }
 
 # (label, tool, arguments)
@@ -49,14 +52,29 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("multiply", "solve_problem", {"problem": "What is 17*3?", "max_tokens": 160}),
     ("divide", "solve_problem", {"problem": "What is 144 divided by 12?", "max_tokens": 160}),
     ("power", "solve_problem", {"problem": "What is 2 to the power of 10?", "max_tokens": 160}),
-    ("speed", "solve_problem", {"problem": "A train travels 60 km in 1.5 hours. What is its "
-                                           "average speed in km/h?", "max_tokens": 200}),
-    ("limit", "solve_problem", {"problem": "What is the limit of sin(x)/x as x approaches 0?",
-                                "max_tokens": 200}),
-    ("practice-fractions", "practice_problems",
-     {"topic": "adding fractions", "difficulty": "easy", "count": 2}),
-    ("practice-percent", "practice_problems",
-     {"topic": "percentages", "difficulty": "medium", "count": 2}),
+    (
+        "speed",
+        "solve_problem",
+        {
+            "problem": "A train travels 60 km in 1.5 hours. What is its average speed in km/h?",
+            "max_tokens": 200,
+        },
+    ),
+    (
+        "limit",
+        "solve_problem",
+        {"problem": "What is the limit of sin(x)/x as x approaches 0?", "max_tokens": 200},
+    ),
+    (
+        "practice-fractions",
+        "practice_problems",
+        {"topic": "adding fractions", "difficulty": "easy", "count": 2},
+    ),
+    (
+        "practice-percent",
+        "practice_problems",
+        {"topic": "percentages", "difficulty": "medium", "count": 2},
+    ),
     ("doc-summary", "analyze_document", {"text": DOC, "mode": "summary"}),
     ("doc-qa", "analyze_document", {"text": DOC, "mode": "qa"}),
     ("doc-insights", "analyze_document", {"text": DOC, "mode": "insights"}),
@@ -64,12 +82,25 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("review-mean", "review_code", {"code": MEAN, "language": "python", "focus": "empty input"}),
     ("review-js", "review_code", {"code": JS_FETCH, "language": "javascript"}),
     ("improve-squares", "suggest_improvements", {"code": SQUARES, "language": "python"}),
-    ("chat-colours", "chat", {"messages": [{"role": "user", "content": "Name the three primary "
-                                            "colours of light."}],
-                              "temperature": 0.0, "max_tokens": 96}),
-    ("chat-tool", "chat", {"messages": [{"role": "user", "content": "What is the weather in "
-                                         "Paris right now?"}],
-                           "tools": [WEATHER], "temperature": 0.0, "max_tokens": 96}),
+    (
+        "chat-colours",
+        "chat",
+        {
+            "messages": [{"role": "user", "content": "Name the three primary colours of light."}],
+            "temperature": 0.0,
+            "max_tokens": 96,
+        },
+    ),
+    (
+        "chat-tool",
+        "chat",
+        {
+            "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}],
+            "tools": [WEATHER],
+            "temperature": 0.0,
+            "max_tokens": 96,
+        },
+    ),
 ]
 
 
@@ -90,7 +121,7 @@ def degeneracy(result: dict[str, Any]) -> str | None:
     if len(words) < 2:
         return f"almost no text: {words}"
     if len(words) >= 30:
-        grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
         distinct = len(set(grams)) / len(grams)
         if distinct < 0.5:
             return f"repeats itself ({distinct:.0%} distinct 4-word runs)"

@@ -48,11 +48,17 @@ def test_requests_without_the_token_are_refused(server) -> None:
 
 def test_the_scheme_has_no_case(server) -> None:
     for scheme in ("bearer", "BEARER", "Bearer"):
-        r = httpx2.post(server.url, json=harness.initialize_request("t"),
-                        headers=HEADERS | {"Authorization": f"{scheme} {TOKEN}"})
+        r = httpx2.post(
+            server.url,
+            json=harness.initialize_request("t"),
+            headers=HEADERS | {"Authorization": f"{scheme} {TOKEN}"},
+        )
         assert r.status_code == 200, scheme
-    r = httpx2.post(server.url, json=harness.initialize_request("t"),
-                    headers=HEADERS | {"Authorization": f"Basic {TOKEN}"})
+    r = httpx2.post(
+        server.url,
+        json=harness.initialize_request("t"),
+        headers=HEADERS | {"Authorization": f"Basic {TOKEN}"},
+    )
     assert r.status_code == 401
 
 
@@ -81,8 +87,9 @@ def test_dns_rebinding_protection_is_kept(server) -> None:
 )
 def test_host_and_origin_are_parsed_not_prefix_matched(server, headers, allowed) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    r = httpx2.post(server.url, json=harness.initialize_request("t"),
-                    headers=HEADERS | auth | headers)
+    r = httpx2.post(
+        server.url, json=harness.initialize_request("t"), headers=HEADERS | auth | headers
+    )
     assert (r.status_code == 200) is allowed, (r.status_code, r.text[:200])
     if not allowed:
         assert r.status_code == 421 and "allowed_hosts" in r.text

@@ -22,8 +22,9 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("smol-http")
-    env = harness.server_env(M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192",
-                             M1_MCP_DEFAULT_MAX_TOKENS="512")
+    env = harness.server_env(
+        M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192", M1_MCP_DEFAULT_MAX_TOKENS="512"
+    )
     with harness.running_http_server("streamable-http", tmp, [], env) as srv:
         yield srv
 

@@ -121,8 +121,11 @@ def test_sigterm_with_stdin_open_stops_the_server_and_its_engine(tmp_path) -> No
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [harness.M1_MCP, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=log, env=harness.server_env(),
+            [harness.M1_MCP, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=harness.server_env(),
         )
         try:
             _send(proc, harness.initialize_request("raw"))

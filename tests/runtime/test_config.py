@@ -34,9 +34,14 @@ def test_m1_config_fills_layer_types_for_vllm():
 
 def test_transformers_minimax_config_reads_the_same():
     hf = MiniMaxConfig(
-        num_hidden_layers=4, hidden_size=192, num_attention_heads=4, head_dim=64,
-        layer_types=[LIGHTNING] * 3 + [SOFTMAX], linear_attn_alpha_factor=3.0,
-        mlp_beta_factor=0.5, rope_parameters={"rope_type": "default", "rope_theta": 5e6},
+        num_hidden_layers=4,
+        hidden_size=192,
+        num_attention_heads=4,
+        head_dim=64,
+        layer_types=[LIGHTNING] * 3 + [SOFTMAX],
+        linear_attn_alpha_factor=3.0,
+        mlp_beta_factor=0.5,
+        rope_parameters={"rope_type": "default", "rope_theta": 5e6},
     )
     arch = architecture_of(hf)
     assert arch.postnorm  # transformers' MiniMax always uses the post-norm residual
@@ -67,7 +72,7 @@ def test_alibi_slopes_power_of_two_and_interpolated():
     four = [2 ** (-2 * (i + 1)) for i in range(4)]
     eight = [2 ** -(i + 1) for i in range(8)]
     assert alibi_slopes(6) == pytest.approx(four + eight[0::2][:2])
-    assert len(alibi_slopes(64)) == 64 and alibi_slopes(64)[0] == pytest.approx(2 ** -0.125)
+    assert len(alibi_slopes(64)) == 64 and alibi_slopes(64)[0] == pytest.approx(2**-0.125)
 
 
 def test_layer_slopes_decay_slower_with_depth():

@@ -26,11 +26,21 @@ CASES = [
         [("get_weather", {"city": "Paris", "unit": "C"}), ("add", {"a": 2, "b": 40})],
     ),
     # A call written while thinking is not a call.
-    (f"<think>\n<tool_calls>\n{CALL_B}\n</tool_calls>\n</think>\nNo call.", False,
-     f"<tool_calls>\n{CALL_B}\n</tool_calls>", "No call.", []),
+    (
+        f"<think>\n<tool_calls>\n{CALL_B}\n</tool_calls>\n</think>\nNo call.",
+        False,
+        f"<tool_calls>\n{CALL_B}\n</tool_calls>",
+        "No call.",
+        [],
+    ),
     # A malformed line is reported in the content; the good one still comes through.
-    (f"<tool_calls>\n{{not json\n{CALL_B}</tool_calls>", False, None, "{not json",
-     [("add", {"a": 2, "b": 40})]),
+    (
+        f"<tool_calls>\n{{not json\n{CALL_B}</tool_calls>",
+        False,
+        None,
+        "{not json",
+        [("add", {"a": 2, "b": 40})],
+    ),
 ]
 
 
@@ -46,7 +56,8 @@ def request_():
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
     return ChatCompletionRequest(
-        model="m", messages=[{"role": "user", "content": "hi"}],
+        model="m",
+        messages=[{"role": "user", "content": "hi"}],
         tools=[{"type": "function", "function": {"name": "add", "parameters": {}}}],
     )
 
@@ -111,8 +122,9 @@ def _stream(tokenizer, request_, text: str, opened: bool, cuts: list[int]):
                 continue
         else:
             tool_cur = tool_prev + delta_text
-        out = tools.extract_tool_calls_streaming(tool_prev, tool_cur, delta_text, [], [], [],
-                                                 request_)
+        out = tools.extract_tool_calls_streaming(
+            tool_prev, tool_cur, delta_text, [], [], [], request_
+        )
         tool_prev = tool_cur
         prev = cur
         if out is not None:
@@ -125,8 +137,9 @@ def _stream(tokenizer, request_, text: str, opened: bool, cuts: list[int]):
 
 
 @pytest.mark.parametrize(("text", "opened", "reasoning", "content", "calls"), CASES)
-def test_streaming_split_at_every_point(tokenizer, request_, text, opened, reasoning, content,
-                                        calls) -> None:
+def test_streaming_split_at_every_point(
+    tokenizer, request_, text, opened, reasoning, content, calls
+) -> None:
     # One cut anywhere (every tag and JSON line split at each of its characters), and one
     # character a delta.
     for cuts in [[i] for i in range(1, len(text))] + [list(range(1, len(text)))]:

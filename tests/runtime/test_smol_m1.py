@@ -36,8 +36,12 @@ def source():
 @pytest.fixture(scope="module")
 def prompts(source):
     _, tok = source
-    chats = [tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
-                                     tokenize=False) for t in TEXTS]
+    chats = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False
+        )
+        for t in TEXTS
+    ]
     return [tok.encode(c, add_special_tokens=False) for c in chats]
 
 
@@ -61,19 +65,21 @@ def test_vllm_matches_transformers_llama(smol_dir, source, prompts) -> None:
     # An explicit KV cache size: vLLM 0.26's CPU worker counts the 540 MB of float32 weights
     # against the default memory fraction and leaves too little for one 2K-token sequence.
     with running_engine(smol_dir, max_model_len=2048, kv_cache_memory_bytes=512 << 20) as llm:
-        outs = llm.generate([tokens_prompt(p) for p in prompts],
-                            greedy(NEW_TOKENS, logprobs=0, prompt_logprobs=0), use_tqdm=False)
+        outs = llm.generate(
+            [tokens_prompt(p) for p in prompts],
+            greedy(NEW_TOKENS, logprobs=0, prompt_logprobs=0),
+            use_tqdm=False,
+        )
     worst = 0.0
     for prompt, out in zip(prompts, outs, strict=True):
         ids = torch.tensor([prompt])
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
         expected = logp[:-1].gather(1, ids[0, 1:, None])[:, 0].tolist()
-        got = [step[t].logprob for t, step in zip(prompt[1:], out.prompt_logprobs[1:],
-                                                   strict=True)]
+        got = [step[t].logprob for t, step in zip(prompt[1:], out.prompt_logprobs[1:], strict=True)]
         worst = max(worst, max(abs(a - b) for a, b in zip(got, expected, strict=True)))
         with torch.no_grad():
-            hf = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)[0, len(prompt):]
+            hf = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)[0, len(prompt) :]
         assert list(out.outputs[0].token_ids) == hf.tolist()
     print(f"smol-m1 vs transformers: largest prompt log-probability difference {worst:.2e}")
     assert worst <= TOLERANCE, worst

@@ -104,7 +104,10 @@ def reference(transformers_model):
             logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
             prompt_logprobs = logprobs.gather(1, ids[0, 1:, None])[:, 0]
             generated = model.generate(
-                ids, max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS,
+                ids,
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                min_new_tokens=NEW_TOKENS,
             )[0, n:].tolist()
             results.append((ids[0].tolist(), prompt_logprobs, generated))
     return results

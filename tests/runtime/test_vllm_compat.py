@@ -9,8 +9,16 @@ from runtime import vllm_compat
 
 @pytest.mark.parametrize(
     ("text", "supported"),
-    [("0.26.0", True), ("0.32.0+cpu", True), ("0.34.1", True), ("0.25.2", False),
-     ("0.35.0", False), ("1.0.0", False), ("garbage", False), (None, False)],
+    [
+        ("0.26.0", True),
+        ("0.32.0+cpu", True),
+        ("0.34.1", True),
+        ("0.25.2", False),
+        ("0.35.0", False),
+        ("1.0.0", False),
+        ("garbage", False),
+        (None, False),
+    ],
 )
 def test_supported_range(text, supported) -> None:
     assert vllm_compat.is_supported(text) is supported

