@@ -75,14 +75,25 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def configs_dir() -> Path:
-    """``configs/models`` of the repository that holds this package (installed editable)."""
-    path = Path(__file__).resolve().parent.parent / "configs" / "models"
-    if not path.is_dir():
+    """The presets' folder: ``configs/models`` of this checkout, which installs as the package
+    data ``m1_mcp_presets`` (so a wheel install has it too)."""
+    checkout = Path(__file__).resolve().parent.parent / "configs" / "models"
+    if checkout.is_dir():
+        return checkout
+    import importlib
+
+    try:
+        # A folder of data files without __init__.py: a namespace package, whose __path__
+        # names the installed folder.
+        installed = Path(next(iter(importlib.import_module("m1_mcp_presets").__path__)))
+    except (ModuleNotFoundError, StopIteration):
+        installed = None
+    if installed is None or not installed.is_dir():
         raise FileNotFoundError(
-            f"cannot find the model configs at {path}; m1-mcp must run from a source checkout "
-            "(install it with `pip install -e .` from the repository root)"
+            "cannot find the model presets: neither configs/models/ beside the source nor the "
+            "installed m1_mcp_presets package data exists; reinstall m1-mcp"
         )
-    return path
+    return installed
 
 
 def preset_dir(name: str) -> Path:
