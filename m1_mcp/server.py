@@ -8,6 +8,8 @@ the wire, so engine processes inherit a stdout that cannot corrupt the stream).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import signal
@@ -39,19 +41,9 @@ INSTRUCTIONS = (
 
 
 def engine_config(s: Settings) -> EngineConfig:
-    return EngineConfig(
-        model=s.model,
-        cache_dir=s.cache_dir,
-        dtype=s.dtype,
-        max_model_len=s.max_model_len,
-        tensor_parallel_size=s.tensor_parallel_size,
-        memory_fraction=s.memory_fraction,
-        kv_cache_gib=s.kv_cache_gib,
-        enforce_eager=s.enforce_eager,
-        max_concurrent=s.max_concurrent,
-        max_queue=s.max_queue,
-        log_level=s.log_level,
-    )
+    """The engine's part of the settings: every EngineConfig field, by name (a test checks that
+    Settings has them all, with the same defaults)."""
+    return EngineConfig(**{f.name: getattr(s, f.name) for f in dataclasses.fields(EngineConfig)})
 
 
 def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCPServer:

@@ -55,7 +55,7 @@ class EngineConfig:
     model: str | None = None  # preset name or checkpoint dir; None is the embedded default
     cache_dir: Path | None = None
     dtype: str = "auto"
-    max_model_len: int | None = 8192
+    max_model_len: int | None = 32768
     tensor_parallel_size: int = 1
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None

@@ -90,3 +90,20 @@ def test_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "configs" / "server.example.toml"
     s = load_settings(config_path=example, environ={})
     assert s.transport == "stdio"
+
+
+def test_engine_config_is_the_settings_engine_part() -> None:
+    """One source for engine settings: every EngineConfig field is a Settings field with the
+    same default (the model's None in EngineConfig means the default preset)."""
+    import dataclasses
+
+    from m1_mcp.server import engine_config
+    from runtime.checkpoints import DEFAULT_MODEL
+    from runtime.engine import EngineConfig
+
+    defaults = Settings()
+    for f in dataclasses.fields(EngineConfig):
+        expected = getattr(defaults, f.name)
+        default = DEFAULT_MODEL if f.name == "model" and f.default is None else f.default
+        assert default == expected, (f.name, default, expected)
+    assert engine_config(defaults) == EngineConfig(model=DEFAULT_MODEL)
