@@ -9,7 +9,6 @@ the wire, so engine processes inherit a stdout that cannot corrupt the stream).
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import os
 import signal
