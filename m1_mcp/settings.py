@@ -42,6 +42,13 @@ class Settings(BaseModel):
         32768, ge=256, le=10_240_000, description="Context length (prompt + output) in tokens"
     )
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="Tensor-parallel ranks")
+    pipeline_parallel_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Pipeline stages (each needs a softmax layer; "
+        "VLLM_PP_LAYER_PARTITION picks the split)",
+    )
     memory_fraction: float = Field(
         0.3, gt=0.0, le=0.98, description="Fraction of device memory (CPU memory on CPU) vLLM takes"
     )

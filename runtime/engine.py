@@ -57,6 +57,7 @@ class EngineConfig:
     dtype: str = "auto"
     max_model_len: int | None = 32768
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None
     enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs
@@ -287,10 +288,10 @@ class Engine:
             from vllm.platforms import current_platform
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            tp = self.config.tensor_parallel_size
-            if tp > 1 and current_platform.is_cpu():
+            tp, pp = self.config.tensor_parallel_size, self.config.pipeline_parallel_size
+            if tp * pp > 1 and current_platform.is_cpu():
                 # vLLM's CPU workers each need their own cores ("0|1" for two ranks).
-                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_binding(tp))
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_binding(tp * pp))
             max_len = _context_length(self.model_dir, self.config.max_model_len)
             dtype = self.config.dtype
             if dtype == "auto":
@@ -301,7 +302,8 @@ class Engine:
                 dtype=dtype,
                 max_model_len=max_len,
                 tensor_parallel_size=tp,
-                distributed_executor_backend="mp" if tp > 1 else None,
+                pipeline_parallel_size=pp,
+                distributed_executor_backend="mp" if tp * pp > 1 else None,
                 gpu_memory_utilization=self.config.memory_fraction,
                 enforce_eager=(
                     current_platform.is_cpu()
@@ -351,6 +353,7 @@ class Engine:
             "dtype": dtype,
             "device": str(platform.device_type),
             "tensor_parallel_size": self.config.tensor_parallel_size,
+            "pipeline_parallel_size": self.config.pipeline_parallel_size,
             "vllm_version": vllm.__version__,
             **self._format.describe(),
             "default_sampling": self._sampling,

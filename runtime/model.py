@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from vllm.compilation.decorators import support_torch_compile
 from vllm.config import VllmConfig
-from vllm.distributed import get_tensor_model_parallel_world_size
+from vllm.distributed import get_pp_group, get_tensor_model_parallel_world_size
 from vllm.model_executor.layers.attention import Attention
 from vllm.model_executor.layers.fused_moe import GateLinear
 from vllm.model_executor.layers.layernorm import RMSNorm
@@ -29,7 +29,13 @@ from vllm.model_executor.layers.vocab_parallel_embedding import (
     VocabParallelEmbedding,
 )
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
-from vllm.model_executor.models.interfaces import HasInnerState, IsHybrid
+from vllm.model_executor.models.interfaces import HasInnerState, IsHybrid, SupportsPP
+from vllm.model_executor.models.utils import (
+    PPMissingLayer,
+    is_pp_missing_parameter,
+    make_empty_intermediate_tensors_factory,
+    make_layers,
+)
 from vllm.sequence import IntermediateTensors
 
 from runtime.config import M1Architecture, architecture_of
@@ -164,52 +170,103 @@ class DecoderLayer(nn.Module):
 
 
 # Compiled by vLLM (CUDA graphs on GPUs); the lightning op is opaque and splits the graph.
-@support_torch_compile(dynamic_arg_dims={"input_ids": 0, "positions": -1, "inputs_embeds": 0})
+@support_torch_compile(
+    dynamic_arg_dims={
+        "input_ids": 0,
+        "positions": -1,
+        "intermediate_tensors": 0,
+        "inputs_embeds": 0,
+    }
+)
 class MiniMaxM1Model(nn.Module):
+    """The decoder stack. Under pipeline parallelism each stage builds only its own layers
+    (the others are placeholders), so a lightning layer's state slots live on the stage that
+    runs it; the first stage embeds, the last normalises, and the hidden states travel between
+    stages (the residual stream is the only tensor a layer passes on)."""
+
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__()
         arch = architecture_of(vllm_config.model_config.hf_config)
         self.arch = arch
-        self.embed_tokens = VocabParallelEmbedding(arch.vocab_size, arch.hidden_size)
-        self.layers = nn.ModuleList(
-            DecoderLayer(arch, i, vllm_config, f"{prefix}.layers.{i}")
-            for i in range(arch.num_layers)
+        pp = get_pp_group()
+        self.embed_tokens = (
+            VocabParallelEmbedding(arch.vocab_size, arch.hidden_size)
+            if pp.is_first_rank
+            else PPMissingLayer()
         )
-        self.norm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps)
+        _check_stage_layers(arch)
+        self.start_layer, self.end_layer, self.layers = make_layers(
+            arch.num_layers,
+            lambda prefix: DecoderLayer(arch, int(prefix.rsplit(".", 1)[1]), vllm_config, prefix),
+            prefix=f"{prefix}.layers",
+        )
+        last = pp.is_last_rank
+        self.norm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps) if last else PPMissingLayer()
+        self.make_empty_intermediate_tensors = make_empty_intermediate_tensors_factory(
+            ["hidden_states"], arch.hidden_size
+        )
 
     def forward(
         self,
         input_ids: torch.Tensor | None,
         positions: torch.Tensor,
+        intermediate_tensors: IntermediateTensors | None = None,
         inputs_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        x = inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids)
-        for layer in self.layers:
+    ) -> torch.Tensor | IntermediateTensors:
+        pp = get_pp_group()
+        if pp.is_first_rank:
+            x = inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids)
+        else:
+            assert intermediate_tensors is not None
+            x = intermediate_tensors["hidden_states"]
+        for layer in self.layers[self.start_layer : self.end_layer]:
             x = layer(positions, x)
+        if not pp.is_last_rank:
+            return IntermediateTensors({"hidden_states": x})
         return self.norm(x)
+
+
+def _check_stage_layers(arch: M1Architecture) -> None:
+    """Refuse a pipeline stage whose layer range holds no softmax layer: vLLM makes
+    every worker agree on one KV cache layout, and a stage of lightning layers alone has no
+    attention layer to say which (its engine fails with "Workers disagree on supported KV cache
+    layouts")."""
+    from vllm.distributed.utils import get_pp_indices
+
+    pp = get_pp_group()
+    start, end = get_pp_indices(arch.num_layers, pp.rank_in_group, pp.world_size)
+    softmax = [not arch.is_lightning(i) for i in range(arch.num_layers)]
+    if pp.world_size > 1 and any(softmax) and not any(softmax[start:end]):
+        raise ValueError(
+            f"pipeline stage {pp.rank_in_group} would hold layers {start}-{end - 1}, which has no "
+            "softmax layer; every stage needs one. Choose the split with "
+            "VLLM_PP_LAYER_PARTITION (layers per stage, e.g. '12,4'), or fewer stages"
+        )
 
 
 # Softmax layers' q/k/v projections load into one fused QKV matrix.
 _STACKED = {".q_proj.": "q", ".k_proj.": "k", ".v_proj.": "v"}
 
 
-class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
+class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid, SupportsPP):
     """vLLM entry point, registered for MiniMaxM1 / MiniMaxText01 / MiniMax architectures."""
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__()
-        if vllm_config.parallel_config.pipeline_parallel_size > 1:
-            raise ValueError(
-                "MiniMax-M1 here supports tensor parallelism, not pipeline "
-                "parallelism; use --tensor-parallel-size"
-            )
         self.config = vllm_config.model_config.hf_config
         self.model = MiniMaxM1Model(vllm_config=vllm_config, prefix="model")
         arch = self.model.arch
-        self.lm_head = ParallelLMHead(arch.vocab_size, arch.hidden_size, prefix="lm_head")
-        if arch.tie_word_embeddings:
-            self.lm_head = self.lm_head.tie_weights(self.model.embed_tokens)
+        pp = get_pp_group()
+        if pp.is_last_rank:
+            self.lm_head = ParallelLMHead(arch.vocab_size, arch.hidden_size, prefix="lm_head")
+            # Tied to the embedding when both sit on this stage; on a last stage without the
+            # embedding, the head keeps its own copy, loaded from the embedding's tensor.
+            if arch.tie_word_embeddings and pp.is_first_rank:
+                self.lm_head = self.lm_head.tie_weights(self.model.embed_tokens)
+        else:
+            self.lm_head = PPMissingLayer()
         self.logits_processor = LogitsProcessor(arch.vocab_size)
+        self.make_empty_intermediate_tensors = self.model.make_empty_intermediate_tensors
 
     # --- vLLM model interface ----------------------------------------------------------
     def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -222,8 +279,8 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
         intermediate_tensors: IntermediateTensors | None = None,
         inputs_embeds: torch.Tensor | None = None,
         **_: object,
-    ) -> torch.Tensor:
-        return self.model(input_ids, positions, inputs_embeds)
+    ) -> torch.Tensor | IntermediateTensors:
+        return self.model(input_ids, positions, intermediate_tensors, inputs_embeds)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
         return self.logits_processor(self.lm_head, hidden_states)
@@ -259,8 +316,21 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid):
         }
         loaded: set[str] = set()
         unknown: list[str] = []
+        # A last pipeline stage without the embedding holds the tied head's own copy.
+        head_copy = (
+            self.model.arch.tie_word_embeddings
+            and "lm_head.weight" in params
+            and "model.embed_tokens.weight" not in params
+        )
         for name, tensor in weights:
             if name.endswith(_DERIVED):  # recomputed here, not loaded
+                continue
+            if head_copy and name == "model.embed_tokens.weight":
+                param = params["lm_head.weight"]
+                getattr(param, "weight_loader", default_weight_loader)(param, tensor)
+                loaded.add("lm_head.weight")
+                continue
+            if is_pp_missing_parameter(name, self):  # another pipeline stage's tensor
                 continue
             if ".block_sparse_moe.experts." in name:
                 owner, _, rest = name.partition(".experts.")
