@@ -54,9 +54,7 @@ def render(
     `thinking=True` opens a `<think>` block for the model; `False` writes an empty one so the
     answer starts at once; `None` leaves the choice to the model.
     """
-    return "".join(
-        text for text, _ in render_segments(messages, tools, add_generation_prompt, thinking)
-    )
+    return joined(render_segments(messages, tools, add_generation_prompt, thinking))
 
 
 # A prompt as pieces: (text, True) is the template's own markup, whose special-token strings
@@ -65,6 +63,11 @@ def render(
 # Whitespace at a seam goes with the conversation's text: byte-level BPE merges runs of
 # whitespace and a space with the word after it, so this cut keeps the joined text's tokens.
 Segment = tuple[str, bool]
+
+
+def joined(segments: list[Segment]) -> str:
+    """The prompt text of segments, markup and conversation alike."""
+    return "".join(text for text, _ in segments)
 
 
 def render_segments(

@@ -110,8 +110,6 @@ class TemplateFormat(ChatFormat):
         return False  # templates with a thinking switch leave writing <think> to the model
 
     def parse_tool_calls(self, answer: str) -> ParsedToolCalls:
-        if self.native_tools and "<tool_calls>" in answer:
-            return chat.parse_tool_calls(answer)
         result = ParsedToolCalls()
         number = 0
         for block in _CALL_BLOCK.finditer(answer):

@@ -407,11 +407,11 @@ def ensure_smol_m1(cache_dir: Path | None = None, progress: bool = True) -> Path
     from runtime import smol_m1
 
     source = smol_m1.gguf_path()
-    digest = smol_m1.source_digest(source)
+    origin = smol_m1.source_identity(source)
     key = hashlib.sha256(
-        f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{digest}".encode()
+        f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{origin}".encode()
     ).hexdigest()[:16]
-    marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "sha256": digest}
+    marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "origin": origin}
     return _ensure_built(
         f"{SMOL_PRESET}-{key}",
         cache_dir,

@@ -213,6 +213,11 @@ def _context_length(model_dir: Path, wanted: int | None) -> int | None:
     return wanted
 
 
+def _thinking(request: GenerationRequest) -> bool | None:
+    """The request's thinking choice as rendered: a JSON schema always turns it off."""
+    return False if request.json_schema is not None else request.thinking
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -522,14 +527,13 @@ class Engine:
 
     def render_messages(self, messages: list[Message]) -> str:
         """The prompt text for messages alone (thinking off), e.g. to measure its overhead."""
-        return "".join(text for text, _ in self._format.render_segments(messages, None, False))
+        return chat.joined(self._format.render_segments(messages, None, False))
 
     def render(self, request: GenerationRequest) -> str:
-        return "".join(text for text, _ in self.render_segments(request))
+        return chat.joined(self.render_segments(request))
 
     def render_segments(self, request: GenerationRequest) -> list[chat.Segment]:
-        thinking = False if request.json_schema is not None else request.thinking
-        return self._format.render_segments(request.messages, request.tools, thinking)
+        return self._format.render_segments(request.messages, request.tools, _thinking(request))
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
@@ -664,9 +668,7 @@ class Engine:
                         log.debug("abort of %s failed", request_id, exc_info=True)
         engine_s = time.monotonic() - engine_start
         raw = "".join(pieces)
-        opened_think = request.json_schema is None and self._format.prompt_opens_think(
-            request.thinking
-        )
+        opened_think = self._format.prompt_opens_think(_thinking(request))
         reasoning, answer = chat.split_reasoning(raw, prompt_opened_think=opened_think)
         calls = chat.ParsedToolCalls(content=answer)
         if request.tools:

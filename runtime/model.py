@@ -194,12 +194,12 @@ class MiniMaxM1Model(nn.Module):
             if pp.is_first_rank
             else PPMissingLayer()
         )
-        _check_stage_layers(arch)
         self.start_layer, self.end_layer, self.layers = make_layers(
             arch.num_layers,
             lambda prefix: DecoderLayer(arch, int(prefix.rsplit(".", 1)[1]), vllm_config, prefix),
             prefix=f"{prefix}.layers",
         )
+        _check_stage_layers(arch, self.start_layer, self.end_layer)
         last = pp.is_last_rank
         self.norm = RMSNorm(arch.hidden_size, eps=arch.rms_norm_eps) if last else PPMissingLayer()
         self.make_empty_intermediate_tensors = make_empty_intermediate_tensors_factory(
@@ -226,15 +226,12 @@ class MiniMaxM1Model(nn.Module):
         return self.norm(x)
 
 
-def _check_stage_layers(arch: M1Architecture) -> None:
+def _check_stage_layers(arch: M1Architecture, start: int, end: int) -> None:
     """Refuse a pipeline stage whose layer range holds no softmax layer: vLLM makes
     every worker agree on one KV cache layout, and a stage of lightning layers alone has no
     attention layer to say which (its engine fails with "Workers disagree on supported KV cache
     layouts")."""
-    from vllm.distributed.utils import get_pp_indices
-
     pp = get_pp_group()
-    start, end = get_pp_indices(arch.num_layers, pp.rank_in_group, pp.world_size)
     softmax = [not arch.is_lightning(i) for i in range(arch.num_layers)]
     if pp.world_size > 1 and any(softmax) and not any(softmax[start:end]):
         raise ValueError(

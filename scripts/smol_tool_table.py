@@ -88,9 +88,7 @@ def main() -> int:
         help="comma-separated case labels: print them in full instead of writing the table",
     )
     args = parser.parse_args()
-    env = harness.server_env(
-        M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192", M1_MCP_DEFAULT_MAX_TOKENS="512"
-    )
+    env = smol_cases.server_env()
     with tempfile.TemporaryDirectory() as tmp:
         srv = harness.HttpServer("streamable-http", Path(tmp) / "server.log", [], env)
         try:

@@ -47,6 +47,16 @@ WEATHER = {
     },
 }
 
+
+def server_env() -> dict[str, str]:
+    """The test harness's environment with smol-m1 and its own context and answer budget."""
+    from tests.e2e import harness
+
+    return harness.server_env(
+        M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192", M1_MCP_DEFAULT_MAX_TOKENS="512"
+    )
+
+
 # (label, tool, arguments)
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("multiply", "solve_problem", {"problem": "What is 17*3?", "max_tokens": 160}),

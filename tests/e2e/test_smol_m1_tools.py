@@ -14,17 +14,10 @@ from tests.e2e import harness, smol_cases
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("smol-http")
-    env = harness.server_env(
-        M1_MCP_MODEL="smol-m1", M1_MCP_MAX_MODEL_LEN="8192", M1_MCP_DEFAULT_MAX_TOKENS="512"
-    )
+    env = smol_cases.server_env()
     with harness.running_http_server("streamable-http", tmp, [], env) as srv:
         yield srv
 

@@ -64,6 +64,17 @@ def _send(proc: subprocess.Popen, message: dict) -> None:
     proc.stdin.flush()
 
 
+def _raw_server(log) -> subprocess.Popen:
+    """`m1-mcp serve` on stdio, spoken to with raw JSON-RPC lines (`_send`, `_receive`)."""
+    return subprocess.Popen(
+        [harness.M1_MCP, "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=harness.server_env(),
+    )
+
+
 def _receive(proc: subprocess.Popen) -> dict:
     line = proc.stdout.readline()
     assert line, "server closed stdout"
@@ -72,13 +83,7 @@ def _receive(proc: subprocess.Popen) -> dict:
 
 def test_initialize_is_fast_while_loading_and_eof_leaves_no_engine_process(tmp_path) -> None:
     log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [harness.M1_MCP, "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        env=harness.server_env(),
-    )
+    proc = _raw_server(log)
     try:
         t0 = time.monotonic()
         _send(proc, harness.initialize_request("raw"))
@@ -120,13 +125,7 @@ def test_sigterm_with_stdin_open_stops_the_server_and_its_engine(tmp_path) -> No
     engine process outlives it."""
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [harness.M1_MCP, "serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=harness.server_env(),
-        )
+        proc = _raw_server(log)
         try:
             _send(proc, harness.initialize_request("raw"))
             assert _receive(proc)["result"]["serverInfo"]["name"] == "m1-mcp"

@@ -15,11 +15,6 @@ from tests.gpu.results import report
 pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("gpu-http")

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def server(tmp_path: Path):
     (tmp_path / "a.py").write_text("x = 1\n")
     settings = load_settings(flags={"file_roots": [str(tmp_path)]}, environ={})

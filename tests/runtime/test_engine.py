@@ -41,11 +41,6 @@ SCHEMA = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _ask(text: str, **kw) -> GenerationRequest:
     return GenerationRequest(messages=[Message(role="user", content=text)], **kw)
 
