@@ -103,7 +103,7 @@ def model_config(kind: str) -> dict:
 
 def write_model_dir(kind: str, folder: Path) -> Path:
     """config.json and the tiny tokenizer; the weights come from vLLM's dummy loader."""
-    from runtime.checkpoints import TOKENIZER_FILES, preset_dir
+    from m1_runtime.engine.checkpoints import TOKENIZER_FILES, preset_dir
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(model_config(kind), indent=2))

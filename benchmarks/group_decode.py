@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kernels import lightning_decode  # noqa: E402
-from kernels.lightning.slopes import lightning_slopes  # noqa: E402
+from m1_kernels import lightning_decode  # noqa: E402
+from m1_kernels.lightning.slopes import lightning_slopes  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 64, 8, 128
 

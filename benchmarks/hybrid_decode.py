@@ -25,8 +25,8 @@ import sys
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
-from runtime.checkpoints import build_variant, preset_config, resolve_model  # noqa: E402
-from runtime.config import MiniMaxM1Config, architecture_of  # noqa: E402
+from m1_runtime.engine.checkpoints import build_variant, preset_config, resolve_model  # noqa: E402
+from m1_runtime.model.config import MiniMaxM1Config, architecture_of  # noqa: E402
 
 BLOCK = 128  # vLLM's KV block size for this model on the CPU backend
 

@@ -38,8 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kernels.lightning.testing import layer_slopes, rel_err  # noqa: E402
-from kernels.lightning.torch_chunked import chunked_sequence  # noqa: E402
+from m1_kernels.lightning.testing import layer_slopes, rel_err  # noqa: E402
+from m1_kernels.lightning.torch_chunked import chunked_sequence  # noqa: E402
 
 H, D, KV_HEADS = 64, 128, 8
 # float32 inputs through 3xTF32 dots (timed beside the IEEE default; --sweep --install updates it)
@@ -236,8 +236,8 @@ def compiled_resources(jit_fn) -> list[str]:
 def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
     """Time launch configurations; with install, make the fastest the defaults for --bench."""
     global TF32X3_CFG
-    from kernels.lightning import triton_decode as dec
-    from kernels.lightning import triton_prefill as pre
+    from m1_kernels.lightning import triton_decode as dec
+    from m1_kernels.lightning import triton_prefill as pre
 
     keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA")
     # Also tried on 2026-11-28 and dropped (slower at 16K; benchmarks/KERNELS_NOTES.md): Triton's
@@ -345,7 +345,7 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
                 dec.CONFIG_FEW = res[0][1]
             else:
                 dec.CONFIG_MANY = res[0][1]
-    from kernels.lightning import gluon_prefill as glu
+    from m1_kernels.lightning import gluon_prefill as glu
 
     for fn in (pre._prefill_kernel, glu._gluon_prefill_kernel, dec._decode_kernel):
         log(f"compiled variants of {fn.__name__}:")
@@ -363,8 +363,8 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
 
 
 def bench(out_dir: Path) -> list[dict]:
-    from kernels.lightning.triton_decode import triton_decode
-    from kernels.lightning.triton_prefill import triton_prefill
+    from m1_kernels.lightning.triton_decode import triton_decode
+    from m1_kernels.lightning.triton_prefill import triton_prefill
 
     rows: list[dict] = []
 

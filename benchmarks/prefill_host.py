@@ -19,8 +19,8 @@ import torch
 import triton.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from kernels.lightning.testing import layer_slopes, random_qkv  # noqa: E402
-from kernels.lightning.triton_prefill import triton_prefill  # noqa: E402
+from m1_kernels.lightning.testing import layer_slopes, random_qkv  # noqa: E402
+from m1_kernels.lightning.triton_prefill import triton_prefill  # noqa: E402
 
 H, D = 64, 128
 PATHS = {

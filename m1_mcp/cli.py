@@ -145,7 +145,7 @@ def _serve(settings: Settings) -> int:
 
 
 def _init(settings: Settings) -> int:
-    from runtime.checkpoints import resolve_model
+    from m1_runtime.engine.checkpoints import resolve_model
 
     path = resolve_model(settings.model, settings.cache_dir)
     sys.stdout.write(f"{path}\n")
@@ -168,13 +168,9 @@ def _doctor(settings: Settings) -> int:
             facts[dist] = version(dist)
         except PackageNotFoundError:
             facts[dist] = "not installed"
-    from runtime.vllm_compat import SUPPORTED_VLLM_TEXT, is_supported, vllm_version
+    from m1_runtime.engine.support import vllm_support_line
 
-    found = vllm_version()
-    facts["vllm_supported"] = (
-        f"{'yes' if is_supported(found) else 'NO'}: this plugin supports {SUPPORTED_VLLM_TEXT}, "
-        f"found {found or 'none'}"
-    )
+    facts["vllm_supported"] = vllm_support_line()
     try:
         import torch
 
@@ -196,10 +192,10 @@ def _doctor(settings: Settings) -> int:
 
 def _generate(settings: Settings, prompt: str, max_tokens: int, think: bool) -> int:
     import anyio
+    from m1_runtime.chat.m1 import Message
+    from m1_runtime.engine import Engine, GenerationRequest
 
     from m1_mcp.server import engine_config
-    from runtime.chat import Message
-    from runtime.engine import Engine, GenerationRequest
 
     async def run() -> int:
         engine = Engine(engine_config(settings))

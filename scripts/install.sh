@@ -20,7 +20,7 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 
 if [ "$DEVICE" = cuda ]; then
-    pip install "vllm>=0.26,<0.35"  # the range runtime/vllm_compat.py supports
+    pip install "vllm>=0.26,<0.35"  # the range runtime/model/vllm_compat.py supports
 else
     # torch's CPU build lives on PyTorch's own index; machines with a local wheel cache
     # (pip's find-links) already have it, and asking an unreachable index would stall pip.

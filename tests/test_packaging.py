@@ -22,11 +22,17 @@ def test_wheel_carries_the_presets_and_finds_them(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         assert f"m1_mcp_presets/tiny-m1/{name}" in names
-    assert "runtime/smol_m1.py" in names and "kernels/lightning/reference.py" in names
+    # Our folders install under names no other distribution uses.
+    assert "m1_runtime/engine/smol_m1.py" in names and "m1_runtime/model/plugin.py" in names
+    assert "m1_kernels/lightning/reference.py" in names
+    assert not any(n.startswith(("runtime/", "kernels/")) for n in names)
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     # The unpacked wheel first on the path, run from elsewhere: no checkout beside the code.
-    probe = "import runtime.checkpoints as c; print(c.__file__); print(c.preset_dir('tiny-m1'))"
+    probe = (
+        "import m1_runtime.engine.checkpoints as c; "
+        "print(c.__file__); print(c.preset_dir('tiny-m1'))"
+    )
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True,

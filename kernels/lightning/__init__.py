@@ -11,9 +11,8 @@
 from __future__ import annotations
 
 import torch
-
-from kernels.lightning.reference import recurrence, reference_decode, reference_prefill
-from kernels.lightning.torch_chunked import chunked_decode, chunked_prefill
+from m1_kernels.lightning.reference import recurrence, reference_decode, reference_prefill
+from m1_kernels.lightning.torch_chunked import chunked_decode, chunked_prefill
 
 
 def _triton_ok(q: torch.Tensor, states: torch.Tensor) -> bool:
@@ -41,7 +40,7 @@ def lightning_prefill(
     token offsets. Returns out [T, H, D] in q's dtype.
     """
     if _triton_ok(q, states):
-        from kernels.lightning.triton_prefill import triton_prefill
+        from m1_kernels.lightning.triton_prefill import triton_prefill
 
         return triton_prefill(q, k, v, slopes, states, slots, cu_seqlens, fresh)
     return chunked_prefill(q, k, v, slopes, states, slots, cu_seqlens, fresh)
@@ -61,7 +60,7 @@ def lightning_decode(
     Returns [B, H, D] in q's dtype.
     """
     if _triton_ok(q, states):
-        from kernels.lightning.triton_decode import triton_decode
+        from m1_kernels.lightning.triton_decode import triton_decode
 
         return triton_decode(q, k, v, slopes, states, slots)
     return chunked_decode(q, k, v, slopes, states, slots)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from kernels.lightning.slopes import lightning_slopes
+from m1_kernels.lightning.slopes import lightning_slopes
 
 
 def layer_slopes(

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from kernels.lightning.layout import check_layout
-from kernels.lightning.triton_math import expm1
+from m1_kernels.lightning.layout import check_layout
+from m1_kernels.lightning.triton_math import expm1
 
 
 @triton.jit

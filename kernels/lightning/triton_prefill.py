@@ -29,10 +29,9 @@ import os
 import torch
 import triton
 import triton.language as tl
+from m1_kernels.lightning.layout import check_layout, rows_matrix
+from m1_kernels.lightning.triton_math import expm1
 from triton.tools.tensor_descriptor import TensorDescriptor
-
-from kernels.lightning.layout import check_layout, rows_matrix
-from kernels.lightning.triton_math import expm1
 
 
 @triton.jit
@@ -443,7 +442,7 @@ def triton_prefill(
         cfg.get("GLUON", False) and tma and T >= cfg.get("GLUON_MIN_TOKENS", 0) and _gluon_usable(q)
     )
     if gluon:  # full blocks in the warp-specialised kernel, each sequence's tail below
-        from kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
+        from m1_kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
 
         gluon_prefill_full_blocks(
             q,

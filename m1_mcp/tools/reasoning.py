@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from m1_runtime.chat import m1 as chat
+from m1_runtime.engine import GenerationRequest
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -20,8 +22,6 @@ from m1_mcp.tools.common import (
     user_errors,
     wait_ready,
 )
-from runtime import chat
-from runtime.engine import GenerationRequest
 
 
 class Solution(BaseModel):

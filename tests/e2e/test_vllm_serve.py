@@ -14,9 +14,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from runtime import chat
-from runtime.checkpoints import resolve_model
+from m1_runtime.chat import m1 as chat
+from m1_runtime.engine.checkpoints import resolve_model
 
 pytestmark = pytest.mark.slow
 

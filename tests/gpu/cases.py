@@ -31,7 +31,7 @@ EXACT_NEW_TOKENS = 16
 
 
 def model_dirs() -> dict[str, Path]:
-    from runtime.checkpoints import build_variant, resolve_model
+    from m1_runtime.engine.checkpoints import build_variant, resolve_model
 
     return {"tiny-m1": resolve_model("tiny-m1"), "odd-heads": build_variant("odd-heads", ODD_HEADS)}
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-from kernels.lightning.reference import reference_decode, reference_prefill
-from kernels.lightning.testing import layer_slopes, random_qkv, random_states, rel_err
+from m1_kernels.lightning.reference import reference_decode, reference_prefill
+from m1_kernels.lightning.testing import layer_slopes, random_qkv, random_states, rel_err
 
 Prefill = Callable[..., torch.Tensor]
 Decode = Callable[..., torch.Tensor]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning_cases import check_decode, check_prefill, check_prefill_then_decode
-
-from kernels import lightning_decode, lightning_prefill
-from kernels.lightning.reference import recurrence
-from kernels.lightning.testing import layer_slopes, random_qkv, rel_err
-from kernels.lightning.torch_chunked import chunked_sequence
+from m1_kernels import lightning_decode, lightning_prefill
+from m1_kernels.lightning.reference import recurrence
+from m1_kernels.lightning.testing import layer_slopes, random_qkv, rel_err
+from m1_kernels.lightning.torch_chunked import chunked_sequence
 
 H, D = 4, 32
 
@@ -60,7 +59,7 @@ def test_prefill_then_decode(T: int) -> None:
 @pytest.mark.parametrize("block", [16, 64, 128])
 def test_block_size_and_group_loop(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny group buffers force several block groups per sequence."""
-    monkeypatch.setattr("kernels.lightning.torch_chunked._GROUP_BYTES", 1)
+    monkeypatch.setattr("m1_kernels.lightning.torch_chunked._GROUP_BYTES", 1)
     q, k, v = random_qkv(700, 8, 16)
     slopes = layer_slopes(8, 3, 80)
     init = torch.randn(8, 16, 16) * 0.05

@@ -6,9 +6,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-
-from runtime import chat
-from runtime.chat import Message, ToolCall
+from m1_runtime.chat import m1 as chat
+from m1_runtime.chat.m1 import Message, ToolCall
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "configs" / "models" / "tiny-m1"
 

@@ -5,11 +5,10 @@ template."""
 from __future__ import annotations
 
 import pytest
+from m1_runtime.chat import formats as chat_formats
+from m1_runtime.chat.m1 import Message, ToolCall
+from m1_runtime.engine.checkpoints import ensure_smol_m1, preset_dir
 from transformers import AutoTokenizer
-
-from runtime import chat_formats
-from runtime.chat import Message, ToolCall
-from runtime.checkpoints import ensure_smol_m1, preset_dir
 
 pytestmark = pytest.mark.slow  # builds smol-m1 (~20 s) on first use
 

@@ -1,4 +1,4 @@
-"""runtime.checkpoints: layout, determinism, caching, locking and --model resolution."""
+"""m1_runtime.engine.checkpoints: layout, determinism, caching, locking and --model resolution."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from m1_runtime.engine import checkpoints as ck
 from safetensors import safe_open
-
-from runtime import checkpoints as ck
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"num_hidden_layers": 2, "attn_type_list": [0, 1], "num_local_experts": 2}
@@ -196,7 +195,7 @@ def test_concurrent_builds_from_two_processes(tmp_path):
         f"""
         import json, os, sys, time
         from pathlib import Path
-        from runtime import checkpoints as ck
+        from m1_runtime.engine import checkpoints as ck
         cache, me = Path(sys.argv[1]), sys.argv[2]
         (cache / f"ready-{{me}}").touch()
         while len(list(cache.glob("ready-*"))) < 2:

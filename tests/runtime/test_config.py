@@ -1,4 +1,5 @@
-"""runtime.config (both config spellings) and kernels.lightning.slopes (per-layer decay)."""
+"""m1_runtime.model.config (both config spellings) and m1_kernels.lightning.slopes (per-layer
+decay)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import json
 import math
 
 import pytest
+from m1_kernels.lightning.slopes import alibi_slopes, lightning_slopes
+from m1_runtime.engine.checkpoints import configs_dir
+from m1_runtime.model.config import LIGHTNING, SOFTMAX, MiniMaxM1Config, architecture_of
 from transformers import AutoConfig, MiniMaxConfig
-
-from kernels.lightning.slopes import alibi_slopes, lightning_slopes
-from runtime.checkpoints import configs_dir
-from runtime.config import LIGHTNING, SOFTMAX, MiniMaxM1Config, architecture_of
 
 
 def test_released_m1_config_reads_as_m1():
@@ -51,7 +51,7 @@ def test_transformers_minimax_config_reads_the_same():
 
 
 def test_autoconfig_knows_minimax_m1_after_plugin_registration():
-    from runtime.plugin import register
+    from m1_runtime.model.plugin import register
 
     register()
     register()  # idempotent: vLLM calls it in every process, maybe more than once

@@ -1,4 +1,4 @@
-"""runtime.engine.Engine on the real vLLM CPU engine with the tiny random-weight model.
+"""m1_runtime.engine.Engine on the real vLLM CPU engine with the tiny random-weight model.
 
 One engine for the whole test (start-up takes tens of seconds on 2 cores); each block checks
 one promise of the engine.
@@ -11,10 +11,9 @@ import json
 import anyio
 import jsonschema
 import pytest
-
-from runtime import chat
-from runtime.chat import Message
-from runtime.engine import (
+from m1_runtime.chat import m1 as chat
+from m1_runtime.chat.m1 import Message
+from m1_runtime.engine import (
     Engine,
     EngineBusy,
     EngineConfig,
@@ -24,8 +23,8 @@ from runtime.engine import (
     Progress,
     PromptTooLong,
     Sampling,
-    _child_processes,
 )
+from m1_runtime.engine.processes import child_processes
 
 pytestmark = [pytest.mark.slow]
 
@@ -118,11 +117,11 @@ async def test_engine_end_to_end() -> None:
         stats = engine.stats()
         assert stats["cancelled"] == 1 and stats["in_flight"] == 0 and stats["queued"] == 0
         assert stats["rejected_busy"] == 1
-        assert _child_processes(), "vLLM runs its engine in child processes"
+        assert child_processes(), "vLLM runs its engine in child processes"
     finally:
         await engine.stop()
     assert engine.state == "stopped"
-    assert _child_processes() == []
+    assert child_processes() == []
 
 
 @pytest.mark.anyio

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from runtime.checkpoints import preset_dir
+from m1_runtime.engine.checkpoints import preset_dir
 
 CALL_A = '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}'
 CALL_B = '{"name": "add", "arguments": {"a": 2, "b": 40}}'
@@ -63,7 +62,7 @@ def request_():
 
 
 def _parsers(tokenizer, opened: bool):
-    from runtime.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
+    from m1_runtime.model.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
 
     kwargs = {"chat_template_kwargs": {"enable_thinking": True}} if opened else {}
     return MiniMaxM1ReasoningParser(tokenizer, **kwargs), MiniMaxM1ToolParser(tokenizer, None)
@@ -74,11 +73,10 @@ def _calls(tool_calls) -> list[tuple[str, dict]]:
 
 
 def test_plugin_registers_the_parser_names() -> None:
+    from m1_runtime.model.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
+    from m1_runtime.model.plugin import register
     from vllm.reasoning import ReasoningParserManager
     from vllm.tool_parsers import ToolParserManager
-
-    from runtime.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
-    from runtime.plugin import register
 
     register()
     register()  # idempotent: every process vLLM starts calls it
@@ -151,8 +149,8 @@ def test_streaming_split_at_every_point(
 
 def test_reasoning_end_from_token_ids(tokenizer) -> None:
     """What the engine asks before it applies a forced tool call's grammar."""
-    from runtime import chat
-    from runtime.openai_parsers import MiniMaxM1ReasoningParser
+    from m1_runtime.chat import m1 as chat
+    from m1_runtime.model.openai_parsers import MiniMaxM1ReasoningParser
 
     parser = MiniMaxM1ReasoningParser(tokenizer)
     msgs = [chat.Message(role="user", content="hi")]

@@ -2,15 +2,16 @@
 stages gives the tokens and prompt log-probabilities of one stage. Each stage builds only its
 own layers, so the lightning states live on the stage that runs them. Splits: 8 | 8 (at the
 group boundary) and 12 | 4 (inside the second group). Every stage needs a softmax layer (see
-`runtime.model.MiniMaxM1Model`); a split that leaves one without is refused, clearly."""
+`m1_runtime.model.minimax_m1.MiniMaxM1Model`); a split that leaves one without is refused,
+clearly."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from m1_runtime.engine.checkpoints import build_variant
 
-from runtime.checkpoints import build_variant
 from tests.runtime.vllm_helpers import greedy, random_prompt, running_engine, tokens_prompt
 
 pytestmark = [

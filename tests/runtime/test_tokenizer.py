@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from m1_runtime.chat import m1 as chat
+from m1_runtime.chat.m1 import Message, ToolCall
 from transformers import AutoTokenizer
-
-from runtime import chat
-from runtime.chat import Message, ToolCall
 
 TINY_DIR = Path(__file__).resolve().parents[2] / "configs" / "models" / "tiny-m1"
 

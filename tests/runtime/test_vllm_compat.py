@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from runtime import vllm_compat
+from m1_runtime.model import vllm_compat
 
 
 @pytest.mark.parametrize(

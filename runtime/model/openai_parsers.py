@@ -1,6 +1,6 @@
 """M1's tool-call and reasoning parsers for vLLM's OpenAI server (`vllm serve`).
 
-The same format code as the MCP tools (:mod:`runtime.chat`) behind vLLM's parser interfaces:
+The same format code as the MCP tools (:mod:`m1_runtime.chat.m1`) behind vLLM's parser interfaces:
 
 * ``minimax_m1`` (and the old ``minimax``) tool parser: ``<tool_calls>`` blocks, one JSON
   object a line, into OpenAI ``tool_calls``; a malformed line stays in the content, visible;
@@ -24,11 +24,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from m1_runtime.chat import m1 as chat
+from m1_runtime.model.vllm_compat import openai_protocol
 from vllm.reasoning import ReasoningParser
 from vllm.tool_parsers import ToolParser
-
-from runtime import chat
-from runtime.vllm_compat import openai_protocol
 
 log = logging.getLogger("m1.parsers")
 _P = openai_protocol()

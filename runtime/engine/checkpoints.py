@@ -404,7 +404,7 @@ def _ensure_built(
 
 def ensure_smol_m1(cache_dir: Path | None = None, progress: bool = True) -> Path:
     """The cached smol-m1 checkpoint, converted from the installed GGUF first if missing."""
-    from runtime import smol_m1
+    from m1_runtime.engine import smol_m1
 
     source = smol_m1.gguf_path()
     origin = smol_m1.source_identity(source)

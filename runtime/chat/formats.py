@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from runtime import chat
-from runtime.chat import Message, ParsedToolCalls, Segment, ToolCall
+from m1_runtime.chat import m1 as chat
+from m1_runtime.chat.m1 import Message, ParsedToolCalls, Segment, ToolCall
 
 M1_MARKER = chat.BOS  # a template that writes this token is M1's
 

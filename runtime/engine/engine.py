@@ -1,221 +1,50 @@
-"""The engine: one vLLM `AsyncLLM`, admission control, M1 chat rendering and parsing.
+"""The engine: one vLLM `AsyncLLM` behind a small async API, and its lifecycle.
 
 Callers hand in a `GenerationRequest` (messages, sampling, budget, optional JSON schema) and get
 a `Generation` back. The engine knows nothing about MCP; tools know nothing about vLLM.
 
 Start-up runs in a worker thread (building `AsyncLLM` blocks for tens of seconds while the engine
 process loads weights), so the caller's event loop keeps answering while the model loads.
+Admission (admission.py), the processes (processes.py), the model card (card.py) and output
+parsing (outputs.py) live beside it.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import math
 import os
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.to_thread
+from m1_runtime.chat import formats as chat_formats
+from m1_runtime.chat import m1 as chat
+from m1_runtime.chat.m1 import Message
+from m1_runtime.engine import outputs
+from m1_runtime.engine.admission import Admission
+from m1_runtime.engine.api import (
+    EngineConfig,
+    EngineError,
+    EngineNotReady,
+    Generation,
+    GenerationRequest,
+    Progress,
+    ProgressCallback,
+    PromptTooLong,
+    State,
+    thinking_of,
+)
+from m1_runtime.engine.card import M1_SAMPLING, context_length, model_card, recommended_sampling
+from m1_runtime.engine.processes import cpu_binding, prepare_vllm_environment, terminate_children
 
-from runtime import chat, chat_formats
-from runtime.chat import Message, ToolCall
+__all__ = ["Engine"]
 
 log = logging.getLogger("m1.engine")
-
-State = Literal["stopped", "loading", "ready", "failed", "stopping"]
-
-
-class EngineError(RuntimeError):
-    """Base class: a request the engine could not serve; the message says why."""
-
-
-class EngineBusy(EngineError):
-    pass
-
-
-class EngineNotReady(EngineError):
-    pass
-
-
-class PromptTooLong(EngineError):
-    pass
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    model: str | None = None  # preset name or checkpoint dir; None is the embedded default
-    cache_dir: Path | None = None
-    dtype: str = "auto"
-    max_model_len: int | None = 32768
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    memory_fraction: float = 0.3
-    kv_cache_gib: float | None = None
-    enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs
-    max_concurrent: int = 8
-    max_queue: int = 32
-    log_level: str = "INFO"
-
-
-# MiniMax-M1's recommended sampling, for checkpoints that recommend none.
-M1_SAMPLING = {"temperature": 1.0, "top_p": 0.95, "json_repetition_penalty": 1.0}
-
-
-def _recommended_sampling(model_dir: Path) -> dict[str, float]:
-    """temperature, top_p and json_repetition_penalty (for guided JSON only) from the
-    checkpoint's generation_config.json, M1's otherwise."""
-    try:
-        config = json.loads((model_dir / "generation_config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    return {k: float(config.get(k, v)) for k, v in M1_SAMPLING.items()}
-
-
-@dataclass(frozen=True)
-class Sampling:
-    # None: the checkpoint's recommended value (its generation_config.json), else M1's.
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-
-
-@dataclass
-class GenerationRequest:
-    messages: list[Message]
-    max_tokens: int = 512
-    tools: list[dict[str, Any]] | None = None
-    sampling: Sampling = field(default_factory=Sampling)
-    json_schema: dict[str, Any] | None = None
-    # True: start inside <think>; False: skip reasoning; None: the model decides.
-    # A JSON schema always turns thinking off, since the grammar holds from the first token.
-    thinking: bool | None = None
-
-
-@dataclass
-class Progress:
-    phase: Literal["loading", "queued", "generating"]
-    tokens: int = 0
-    max_tokens: int = 0
-    tail: str = ""
-    message: str = ""
-
-
-ProgressCallback = Callable[[Progress], Awaitable[None]]
-
-
-@dataclass
-class Generation:
-    text: str  # the answer, reasoning and tool-call blocks taken out
-    reasoning: str
-    raw_text: str
-    tool_calls: list[ToolCall]
-    tool_call_errors: list[str]
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" | "length" | "abort"
-    queue_s: float  # waiting for an admission slot
-    engine_s: float  # from handing the request to vLLM until its last output
-    total_s: float
-
-
-@dataclass
-class _Counters:
-    requests: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    rejected_busy: int = 0
-    running: int = 0
-    queued: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-def _prepare_vllm_environment(config: EngineConfig) -> None:
-    # vLLM reads these at import time, in this process and in the engine processes it spawns:
-    # logs must never reach stdout (it carries MCP's stdio stream).
-    os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", config.log_level)
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
-    # Forking a process that runs an event loop and threads is unsafe; spawn is clean.
-    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-    if config.kv_cache_gib is not None:
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(config.kv_cache_gib)))
-
-
-def _cpu_binding(ranks: int) -> str:
-    """Split the cores this process may use into `ranks` groups, as vLLM's CPU binding wants
-    them: '0,1,2,3|4,5,6,7'."""
-    cores = sorted(os.sched_getaffinity(0))
-    per = max(1, len(cores) // ranks)
-    groups = [cores[i * per : (i + 1) * per] or cores[-1:] for i in range(ranks)]
-    return "|".join(",".join(map(str, g)) for g in groups)
-
-
-def _child_processes() -> list[Any]:
-    import psutil  # a vLLM dependency
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return []
-    # multiprocessing's resource tracker ignores SIGTERM by design and exits by itself when
-    # this process does; it holds no engine state.
-    kept = []
-    for proc in children:
-        try:
-            if "resource_tracker" not in " ".join(proc.cmdline()):
-                kept.append(proc)
-        except psutil.Error:
-            pass
-    return kept
-
-
-def _terminate_children(grace_s: float = 5.0) -> None:
-    """End the engine processes this process started, by pid: first politely, then for sure."""
-    import psutil
-
-    children = _child_processes()
-    for proc in children:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-
-
-def _context_length(model_dir: Path, wanted: int | None) -> int | None:
-    """`wanted`, cut to what the checkpoint was trained for (vLLM refuses a longer context)."""
-    try:
-        trained = int(
-            json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return wanted
-    if wanted is not None and wanted > trained:
-        log.info("engine: context %d cut to the model's %d tokens", wanted, trained)
-        return trained
-    return wanted
-
-
-def _thinking(request: GenerationRequest) -> bool | None:
-    """The request's thinking choice as rendered: a JSON schema always turns it off."""
-    return False if request.json_schema is not None else request.thinking
 
 
 def _or(value: float | None, default: float) -> float:
@@ -237,9 +66,7 @@ class Engine:
         self._done_loading = threading.Event()
         self._load_started = 0.0
         self._load_s: float | None = None
-        self._slots = anyio.Semaphore(config.max_concurrent)
-        self._counters = _Counters()
-        self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) for tokens/s
+        self._admission = Admission(config.max_concurrent, config.max_queue)
         self._info: dict[str, Any] = {}
         self._sampling = dict(M1_SAMPLING)
         self._loading_step = "loading the model"  # what progress messages say while loading
@@ -275,8 +102,8 @@ class Engine:
 
     def _build(self) -> None:
         try:
-            _prepare_vllm_environment(self.config)
-            from runtime.checkpoints import resolve_model
+            prepare_vllm_environment(self.config)
+            from m1_runtime.engine.checkpoints import resolve_model
 
             self._loading_step = "building the model checkpoint (first start only)"
             self.model_dir = Path(resolve_model(self.config.model, self.config.cache_dir))
@@ -296,8 +123,8 @@ class Engine:
             tp, pp = self.config.tensor_parallel_size, self.config.pipeline_parallel_size
             if tp * pp > 1 and current_platform.is_cpu():
                 # vLLM's CPU workers each need their own cores ("0|1" for two ranks).
-                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_binding(tp * pp))
-            max_len = _context_length(self.model_dir, self.config.max_model_len)
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_binding(tp * pp))
+            max_len = context_length(self.model_dir, self.config.max_model_len)
             dtype = self.config.dtype
             if dtype == "auto":
                 # bfloat16 kills the CPU worker (SIGILL) on common x86 machines.
@@ -331,7 +158,7 @@ class Engine:
             self._llm = llm
             self._tokenizer = llm.get_tokenizer()
             self._format = chat_formats.for_tokenizer(self._tokenizer)
-            self._sampling = _recommended_sampling(self.model_dir)
+            self._sampling = recommended_sampling(self.model_dir)
             model_config = llm.model_config
             self._max_model_len = int(model_config.max_model_len)
             self._info = self._describe(model_config, dtype, current_platform)
@@ -339,30 +166,20 @@ class Engine:
             self._done_loading.set()
 
     def _describe(self, model_config: Any, dtype: str, platform: Any) -> dict[str, Any]:
-        import vllm
-
-        hf = model_config.hf_config
-        types = list(getattr(hf, "attn_type_list", []) or [])
-        return {
-            "model_dir": str(self.model_dir),
-            "architecture": (getattr(hf, "architectures", None) or ["?"])[0],
-            "model_type": getattr(hf, "model_type", "?"),
-            "hidden_size": getattr(hf, "hidden_size", None),
-            "num_layers": getattr(hf, "num_hidden_layers", None),
-            "linear_attention_layers": types.count(0),
-            "softmax_attention_layers": types.count(1),
-            "num_experts": getattr(hf, "num_local_experts", None),
-            "experts_per_token": getattr(hf, "num_experts_per_tok", None),
-            "vocab_size": getattr(hf, "vocab_size", None),
-            "context_length": int(model_config.max_model_len),
-            "dtype": dtype,
-            "device": str(platform.device_type),
+        assert self.model_dir is not None
+        parallel = {
             "tensor_parallel_size": self.config.tensor_parallel_size,
             "pipeline_parallel_size": self.config.pipeline_parallel_size,
-            "vllm_version": vllm.__version__,
-            **self._format.describe(),
-            "default_sampling": self._sampling,
         }
+        return model_card(
+            self.model_dir,
+            model_config,
+            dtype,
+            str(platform.device_type),
+            parallel,
+            self._format.describe(),
+            self._sampling,
+        )
 
     async def stop(self) -> None:
         """Shut vLLM down and make sure no engine process outlives us. Safe to call twice."""
@@ -377,7 +194,7 @@ class Engine:
                 # loader thread's handshake fails and the thread returns.
                 await anyio.to_thread.run_sync(self._done_loading.wait, 3.0)
                 if not self._done_loading.is_set():
-                    await anyio.to_thread.run_sync(_terminate_children, 5.0)
+                    await anyio.to_thread.run_sync(terminate_children, 5.0)
                     await anyio.to_thread.run_sync(self._done_loading.wait, 10.0)
             llm, self._llm = self._llm, None
             if llm is not None:
@@ -394,7 +211,7 @@ class Engine:
                 del llm
                 gc.collect()
             # Anything still alive (a stuck shutdown) is ended here, by pid.
-            await anyio.to_thread.run_sync(_terminate_children, 5.0)
+            await anyio.to_thread.run_sync(terminate_children, 5.0)
         self.state = "stopped"
         self._ready.set()
         log.info("engine: stopped")
@@ -461,7 +278,7 @@ class Engine:
     # ---------------------------------------------------------------- info and stats
 
     def info(self) -> dict[str, Any]:
-        from runtime.checkpoints import DEFAULT_MODEL
+        from m1_runtime.engine.checkpoints import DEFAULT_MODEL
 
         base = {"state": self.state, "model": self.config.model or DEFAULT_MODEL}
         if self.error:
@@ -471,14 +288,9 @@ class Engine:
         return base | self._info
 
     def stats(self) -> dict[str, Any]:
-        c = self._counters
-        now = time.monotonic()
-        self._trim(now)
-        window = 10.0
-        recent = sum(n for _, n in self._recent)
         unfinished = 0
         if self._llm is not None:
-            from runtime.vllm_compat import unfinished_requests
+            from m1_runtime.model.vllm_compat import unfinished_requests
 
             try:
                 unfinished = unfinished_requests(self._llm)
@@ -487,26 +299,14 @@ class Engine:
                 unfinished = -1
         return {
             "state": self.state,
-            "requests": c.requests,
-            "completed": c.completed,
-            "failed": c.failed,
-            "cancelled": c.cancelled,
-            "rejected_busy": c.rejected_busy,
-            "in_flight": c.running,
-            "queued": c.queued,
+            **self._admission.snapshot(),
             "engine_unfinished_requests": unfinished,
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "tokens_per_s": round(recent / window, 2),
-            "max_concurrent": self.config.max_concurrent,
-            "max_queue": self.config.max_queue,
         }
 
     def _explain(self, exc: Exception) -> Exception:
         """vLLM's failures as engine errors a caller can act on; a dead engine stays dead."""
+        from m1_runtime.model.vllm_compat import refusal_errors
         from vllm.v1.engine.exceptions import EngineDeadError  # vLLM loads lazily (start-up)
-
-        from runtime.vllm_compat import refusal_errors
 
         if isinstance(exc, EngineDeadError):
             self.state = "failed"
@@ -519,10 +319,6 @@ class Engine:
             return EngineError(f"the engine refused the request: {exc}")
         return exc
 
-    def _trim(self, now: float) -> None:
-        while self._recent and now - self._recent[0][0] > 10.0:
-            self._recent.popleft()
-
     # ---------------------------------------------------------------- generation
 
     def render_messages(self, messages: list[Message]) -> str:
@@ -533,7 +329,7 @@ class Engine:
         return chat.joined(self.render_segments(request))
 
     def render_segments(self, request: GenerationRequest) -> list[chat.Segment]:
-        return self._format.render_segments(request.messages, request.tools, _thinking(request))
+        return self._format.render_segments(request.messages, request.tools, thinking_of(request))
 
     async def generate(
         self, request: GenerationRequest, on_progress: ProgressCallback | None = None
@@ -541,47 +337,14 @@ class Engine:
         """Run one request. Cancelling the calling task aborts the vLLM request."""
         if self.state != "ready":
             raise EngineNotReady(f"the engine is {self.state}; wait for it to be ready")
-        c = self._counters
         started = time.monotonic()
-        try:
-            # Take a free slot without yielding, so the running/queued counts never race.
-            self._slots.acquire_nowait()
-        except anyio.WouldBlock:
-            if c.queued >= self.config.max_queue:
-                c.rejected_busy += 1
-                raise EngineBusy(
-                    f"server busy: {c.running} generations running and {c.queued} waiting "
-                    f"(limits {self.config.max_concurrent} and {self.config.max_queue}); "
-                    "retry later"
-                ) from None
-            c.requests += 1
-            c.queued += 1
-            try:
-                if on_progress is not None:
-                    await on_progress(Progress(phase="queued", message="waiting for a free slot"))
-                await self._slots.acquire()
-            except BaseException:
-                c.cancelled += 1
-                raise
-            finally:
-                c.queued -= 1
-        else:
-            c.requests += 1
-        c.running += 1
-        queue_s = time.monotonic() - started
-        try:
-            result = await self._run(request, on_progress, queue_s, started)
-        except anyio.get_cancelled_exc_class():
-            c.cancelled += 1
-            raise
-        except Exception:
-            c.failed += 1
-            raise
-        finally:
-            c.running -= 1
-            self._slots.release()
-        c.completed += 1
-        return result
+
+        async def on_queued() -> None:
+            if on_progress is not None:
+                await on_progress(Progress(phase="queued", message="waiting for a free slot"))
+
+        async with self._admission.slot(on_queued) as queue_s:
+            return await self._run(request, on_progress, queue_s, started)
 
     async def _run(
         self,
@@ -623,7 +386,7 @@ class Engine:
             output_kind=RequestOutputKind.DELTA,
         )
         request_id = f"m1-{uuid.uuid4().hex[:16]}"
-        self._counters.prompt_tokens += len(prompt_ids)
+        self._admission.counters.prompt_tokens += len(prompt_ids)
 
         pieces: list[str] = []
         n_tokens = 0
@@ -638,9 +401,8 @@ class Engine:
                 pieces.append(completion.text)
                 new = len(completion.token_ids)
                 n_tokens += new
-                self._counters.completion_tokens += new
+                self._admission.record_tokens(new)
                 now = time.monotonic()
-                self._recent.append((now, new))
                 if out.finished:
                     finished = True
                     finish = completion.finish_reason or "stop"
@@ -667,18 +429,10 @@ class Engine:
                     except Exception:
                         log.debug("abort of %s failed", request_id, exc_info=True)
         engine_s = time.monotonic() - engine_start
-        raw = "".join(pieces)
-        opened_think = self._format.prompt_opens_think(_thinking(request))
-        reasoning, answer = chat.split_reasoning(raw, prompt_opened_think=opened_think)
-        calls = chat.ParsedToolCalls(content=answer)
-        if request.tools:
-            calls = self._format.parse_tool_calls(answer)
-        return Generation(
-            text=calls.content if request.json_schema is None else answer,
-            reasoning=reasoning,
-            raw_text=raw,
-            tool_calls=calls.calls,
-            tool_call_errors=calls.errors,
+        return outputs.to_generation(
+            self._format,
+            request,
+            "".join(pieces),
             prompt_tokens=len(prompt_ids),
             completion_tokens=n_tokens,
             finish_reason=finish,

@@ -6,7 +6,7 @@ One decoder layer (post-norm form, which every released checkpoint uses)::
     h = post_attention_layernorm(x);  x = h * mlp_alpha + moe(h) * mlp_beta
 
 Without post-norm the residual is the un-normed ``x``. ``attn`` is a lightning layer
-(:mod:`runtime.lightning`) or a softmax layer with partial RoPE, as ``layer_types`` says.
+(:mod:`m1_runtime.model.lightning`) or a softmax layer with partial RoPE, as ``layer_types`` says.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from m1_runtime.model.config import M1Architecture, architecture_of
+from m1_runtime.model.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
+from m1_runtime.model.vllm_compat import fused_moe_factory, load_moe_weights
 from torch import nn
 from vllm.compilation.decorators import support_torch_compile
 from vllm.config import VllmConfig
@@ -37,10 +40,6 @@ from vllm.model_executor.models.utils import (
     make_layers,
 )
 from vllm.sequence import IntermediateTensors
-
-from runtime.config import M1Architecture, architecture_of
-from runtime.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
-from runtime.vllm_compat import fused_moe_factory, load_moe_weights
 
 
 class SoftmaxAttention(nn.Module):

@@ -6,33 +6,32 @@ it must be cheap, idempotent and import nothing heavy until a model is actually 
 
 from __future__ import annotations
 
+from m1_runtime.model.op_names import LIGHTNING_OP
+
 ARCHITECTURES = ("MiniMaxM1ForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxForCausalLM")
-MODEL_CLASS = "runtime.model:MiniMaxM1ForCausalLM"
+MODEL_MODULE = "m1_runtime.model.minimax_m1"
+MODEL_CLASS = f"{MODEL_MODULE}:MiniMaxM1ForCausalLM"
 # M1's layers with no lightning layer at all (a baseline for benchmarks): not a hybrid model.
 SOFTMAX_ARCHITECTURE = "MiniMaxM1SoftmaxForCausalLM"
 # Parsers for `vllm serve --tool-call-parser minimax_m1 --reasoning-parser minimax_m1`
 # ("minimax" is the name vLLM's own M1 tool parser had until 0.23, so old commands keep working).
-PARSERS_MODULE = "runtime.openai_parsers"
+PARSERS_MODULE = "m1_runtime.model.openai_parsers"
 TOOL_PARSER_NAMES = ("minimax_m1", "minimax")
 REASONING_PARSER_NAMES = ("minimax_m1",)
-# The custom op runtime.lightning registers in vLLM's op library (torch.ops.vllm.<name>).
-LIGHTNING_OP_NAME = "m1_lightning_attention"
-LIGHTNING_OP = f"vllm::{LIGHTNING_OP_NAME}"
 
 
 def register() -> None:
+    from m1_runtime.model.config import MiniMaxM1Config
     from transformers import AutoConfig
     from vllm import ModelRegistry
     from vllm.config import CompilationConfig
-
-    from runtime.config import MiniMaxM1Config
 
     # Lets vLLM read `model_type: "minimax_m1"` config.json files without trust_remote_code.
     AutoConfig.register(MiniMaxM1Config.model_type, MiniMaxM1Config, exist_ok=True)
     for arch in ARCHITECTURES:
         # A lazy "module:Class" string: the model module (and torch ops) load only when used.
         ModelRegistry.register_model(arch, MODEL_CLASS)
-    ModelRegistry.register_model(SOFTMAX_ARCHITECTURE, f"runtime.model:{SOFTMAX_ARCHITECTURE}")
+    ModelRegistry.register_model(SOFTMAX_ARCHITECTURE, f"{MODEL_MODULE}:{SOFTMAX_ARCHITECTURE}")
     _register_parsers()
     # The lightning op must split compiled graphs like vLLM's own attention ops do.
     if LIGHTNING_OP not in CompilationConfig._attention_ops:
