@@ -192,10 +192,10 @@ def _doctor(settings: Settings) -> int:
 
 def _generate(settings: Settings, prompt: str, max_tokens: int, think: bool) -> int:
     import anyio
-    from m1_runtime.chat.m1 import Message
-    from m1_runtime.engine import Engine, GenerationRequest
 
     from m1_mcp.server import engine_config
+    from m1_runtime.chat.m1 import Message
+    from m1_runtime.engine import Engine, GenerationRequest
 
     async def run() -> int:
         engine = Engine(engine_config(settings))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from m1_runtime.chat.m1 import Message
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Completion, CompletionArgument, PromptReference
+
+from m1_runtime.chat.m1 import Message
 
 GENERAL_SYSTEM = "You are a helpful assistant."
 MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."

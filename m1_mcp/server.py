@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from m1_runtime.engine import Engine, EngineConfig
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -28,6 +27,7 @@ from m1_mcp.host_check import HostCheckMiddleware, HostRules
 from m1_mcp.settings import Settings
 from m1_mcp.tools import chat, code_review, documents, reasoning
 from m1_mcp.tools.common import App
+from m1_runtime.engine import Engine, EngineConfig
 
 log = logging.getLogger("m1.server")
 

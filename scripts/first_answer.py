@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from m1_runtime.engine.checkpoints import SMOL_PRESET, default_cache_dir
 from mcp import Client
 
+from m1_runtime.engine.checkpoints import SMOL_PRESET, default_cache_dir
 from tests.e2e import harness
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import torch
+
 from m1_kernels.lightning.reference import recurrence, reference_decode, reference_prefill
 from m1_kernels.lightning.torch_chunked import chunked_decode, chunked_prefill
 

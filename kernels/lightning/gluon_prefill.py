@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 
 import torch
-from m1_kernels.lightning.layout import rows_matrix
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
@@ -37,6 +36,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+from m1_kernels.lightning.layout import rows_matrix
 
 
 @gluon.jit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from m1_kernels.lightning.slopes import lightning_slopes
 
 

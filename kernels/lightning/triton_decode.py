@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from m1_kernels.lightning.layout import check_layout
 from m1_kernels.lightning.triton_math import expm1
 

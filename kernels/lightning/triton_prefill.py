@@ -29,9 +29,10 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
+
 from m1_kernels.lightning.layout import check_layout, rows_matrix
 from m1_kernels.lightning.triton_math import expm1
-from triton.tools.tensor_descriptor import TensorDescriptor
 
 
 @triton.jit

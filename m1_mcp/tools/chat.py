@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from m1_runtime.chat.m1 import Message, ToolCall
-from m1_runtime.engine import GenerationRequest, Sampling
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, field_validator
 
@@ -19,6 +17,8 @@ from m1_mcp.tools.common import (
     user_errors,
     wait_ready,
 )
+from m1_runtime.chat.m1 import Message, ToolCall
+from m1_runtime.engine import GenerationRequest, Sampling
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from m1_runtime.chat.m1 import Message
-from m1_runtime.engine import Engine, EngineError, Generation, GenerationRequest, Progress, Sampling
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -19,6 +17,8 @@ from pydantic import BaseModel, Field
 
 from m1_mcp.files import FileAccessError, read_text_file
 from m1_mcp.settings import Settings
+from m1_runtime.chat.m1 import Message
+from m1_runtime.engine import Engine, EngineError, Generation, GenerationRequest, Progress, Sampling
 
 log = logging.getLogger("m1.tools")
 

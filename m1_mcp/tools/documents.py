@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from m1_runtime.engine import Generation
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
@@ -28,6 +27,7 @@ from m1_mcp.tools.common import (
     user_errors,
     wait_ready,
 )
+from m1_runtime.engine import Generation
 
 Item = Annotated[str, Field(min_length=3, max_length=120)]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from m1_runtime.chat import m1 as chat
-from m1_runtime.engine import GenerationRequest
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -22,6 +20,8 @@ from m1_mcp.tools.common import (
     user_errors,
     wait_ready,
 )
+from m1_runtime.chat import m1 as chat
+from m1_runtime.engine import GenerationRequest
 
 
 class Solution(BaseModel):

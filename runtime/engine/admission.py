@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+
 from m1_runtime.engine.api import EngineBusy
 
 # Tokens per second are averaged over this window.

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+
 from m1_runtime.chat import formats as chat_formats
 from m1_runtime.chat import m1 as chat
 from m1_runtime.chat.m1 import Message
@@ -305,8 +306,9 @@ class Engine:
 
     def _explain(self, exc: Exception) -> Exception:
         """vLLM's failures as engine errors a caller can act on; a dead engine stays dead."""
-        from m1_runtime.model.vllm_compat import refusal_errors
         from vllm.v1.engine.exceptions import EngineDeadError  # vLLM loads lazily (start-up)
+
+        from m1_runtime.model.vllm_compat import refusal_errors
 
         if isinstance(exc, EngineDeadError):
             self.state = "failed"

@@ -144,8 +144,9 @@ def m1_tensors(llama_state: dict[str, Any], config: dict[str, Any]) -> dict[str,
 
 def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
     """Write config, weights (one safetensors file) and tokenizer files into `out`."""
-    from m1_runtime.engine.checkpoints import expected_tensors
     from safetensors.torch import save_file
+
+    from m1_runtime.engine.checkpoints import expected_tensors
 
     if progress:
         print(f"smol-m1: converting {source.name} to M1's layout (about 20 s)", file=sys.stderr)

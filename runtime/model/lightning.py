@@ -12,12 +12,8 @@ cannot see.
 
 from __future__ import annotations
 
-import m1_kernels as kernels
 import torch
 import torch.nn.functional as F
-from m1_kernels.lightning.slopes import lightning_slopes
-from m1_runtime.model.config import M1Architecture
-from m1_runtime.model.op_names import LIGHTNING_OP_NAME
 from torch import nn
 from vllm.config import VllmConfig, get_current_vllm_config
 from vllm.distributed import (
@@ -31,6 +27,11 @@ from vllm.model_executor.layers.mamba.abstract import MambaBase
 from vllm.utils.torch_utils import direct_register_custom_op
 from vllm.v1.attention.backends.linear_attn import LinearAttentionMetadata
 from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
+
+import m1_kernels as kernels
+from m1_kernels.lightning.slopes import lightning_slopes
+from m1_runtime.model.config import M1Architecture
+from m1_runtime.model.op_names import LIGHTNING_OP_NAME
 
 # The recurrence's state stays float32 whatever the model dtype: it sums thousands of
 # decayed outer products, and bf16 would lose the slow-decaying heads' history.

@@ -14,9 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from m1_runtime.model.config import M1Architecture, architecture_of
-from m1_runtime.model.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
-from m1_runtime.model.vllm_compat import fused_moe_factory, load_moe_weights
 from torch import nn
 from vllm.compilation.decorators import support_torch_compile
 from vllm.config import VllmConfig
@@ -40,6 +37,10 @@ from vllm.model_executor.models.utils import (
     make_layers,
 )
 from vllm.sequence import IntermediateTensors
+
+from m1_runtime.model.config import M1Architecture, architecture_of
+from m1_runtime.model.lightning import STATE_DTYPE, LightningAttention, lightning_state_shape
+from m1_runtime.model.vllm_compat import fused_moe_factory, load_moe_weights
 
 
 class SoftmaxAttention(nn.Module):

@@ -24,10 +24,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from m1_runtime.chat import m1 as chat
-from m1_runtime.model.vllm_compat import openai_protocol
 from vllm.reasoning import ReasoningParser
 from vllm.tool_parsers import ToolParser
+
+from m1_runtime.chat import m1 as chat
+from m1_runtime.model.vllm_compat import openai_protocol
 
 log = logging.getLogger("m1.parsers")
 _P = openai_protocol()

@@ -21,10 +21,11 @@ REASONING_PARSER_NAMES = ("minimax_m1",)
 
 
 def register() -> None:
-    from m1_runtime.model.config import MiniMaxM1Config
     from transformers import AutoConfig
     from vllm import ModelRegistry
     from vllm.config import CompilationConfig
+
+    from m1_runtime.model.config import MiniMaxM1Config
 
     # Lets vLLM read `model_type: "minimax_m1"` config.json files without trust_remote_code.
     AutoConfig.register(MiniMaxM1Config.model_type, MiniMaxM1Config, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from m1_runtime.chat import m1 as chat
 from m1_runtime.engine.checkpoints import resolve_model
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
 from m1_kernels.lightning.reference import reference_decode, reference_prefill
 from m1_kernels.lightning.testing import layer_slopes, random_qkv, random_states, rel_err
 

@@ -13,6 +13,7 @@ import os
 import pytest
 import torch
 from lightning_cases import check_decode, check_prefill, check_prefill_then_decode
+
 from m1_kernels.lightning.testing import random_qkv
 from m1_kernels.lightning.triton_decode import triton_decode
 from m1_kernels.lightning.triton_prefill import _tma_ok, triton_prefill

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from m1_runtime.engine import Engine
 from mcp import Client
 from mcp.types import PromptReference
 
 from m1_mcp.server import build_server, engine_config
 from m1_mcp.settings import load_settings
 from m1_mcp.tools.common import App
+from m1_runtime.engine import Engine
 
 pytestmark = pytest.mark.anyio
 

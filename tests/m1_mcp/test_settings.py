@@ -97,10 +97,9 @@ def test_engine_config_is_the_settings_engine_part() -> None:
     same default (the model's None in EngineConfig means the default preset)."""
     import dataclasses
 
+    from m1_mcp.server import engine_config
     from m1_runtime.engine import EngineConfig
     from m1_runtime.engine.checkpoints import DEFAULT_MODEL
-
-    from m1_mcp.server import engine_config
 
     defaults = Settings()
     for f in dataclasses.fields(EngineConfig):

@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
 from m1_runtime.chat import m1 as chat
 from m1_runtime.chat.m1 import Message, ToolCall
 

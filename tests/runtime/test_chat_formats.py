@@ -5,10 +5,11 @@ template."""
 from __future__ import annotations
 
 import pytest
+from transformers import AutoTokenizer
+
 from m1_runtime.chat import formats as chat_formats
 from m1_runtime.chat.m1 import Message, ToolCall
 from m1_runtime.engine.checkpoints import ensure_smol_m1, preset_dir
-from transformers import AutoTokenizer
 
 pytestmark = pytest.mark.slow  # builds smol-m1 (~20 s) on first use
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from m1_runtime.engine import checkpoints as ck
 from safetensors import safe_open
+
+from m1_runtime.engine import checkpoints as ck
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"num_hidden_layers": 2, "attn_type_list": [0, 1], "num_local_experts": 2}

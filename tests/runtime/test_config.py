@@ -7,10 +7,11 @@ import json
 import math
 
 import pytest
+from transformers import AutoConfig, MiniMaxConfig
+
 from m1_kernels.lightning.slopes import alibi_slopes, lightning_slopes
 from m1_runtime.engine.checkpoints import configs_dir
 from m1_runtime.model.config import LIGHTNING, SOFTMAX, MiniMaxM1Config, architecture_of
-from transformers import AutoConfig, MiniMaxConfig
 
 
 def test_released_m1_config_reads_as_m1():

@@ -11,6 +11,7 @@ import json
 import anyio
 import jsonschema
 import pytest
+
 from m1_runtime.chat import m1 as chat
 from m1_runtime.chat.m1 import Message
 from m1_runtime.engine import (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from m1_runtime.engine.checkpoints import preset_dir
 
 CALL_A = '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}'
@@ -73,10 +74,11 @@ def _calls(tool_calls) -> list[tuple[str, dict]]:
 
 
 def test_plugin_registers_the_parser_names() -> None:
-    from m1_runtime.model.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
-    from m1_runtime.model.plugin import register
     from vllm.reasoning import ReasoningParserManager
     from vllm.tool_parsers import ToolParserManager
+
+    from m1_runtime.model.openai_parsers import MiniMaxM1ReasoningParser, MiniMaxM1ToolParser
+    from m1_runtime.model.plugin import register
 
     register()
     register()  # idempotent: every process vLLM starts calls it

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from m1_runtime.engine.checkpoints import build_variant
 
+from m1_runtime.engine.checkpoints import build_variant
 from tests.runtime.vllm_helpers import greedy, random_prompt, running_engine, tokens_prompt
 
 pytestmark = [

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+
 from m1_runtime.engine.checkpoints import ensure_smol_m1, expected_tensors, is_complete
 from m1_runtime.engine.smol_m1 import gguf_path, load_source
-
 from tests.runtime.vllm_helpers import greedy, running_engine, tokens_prompt
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
+
 from m1_runtime.chat import m1 as chat
 from m1_runtime.chat.m1 import Message, ToolCall
-from transformers import AutoTokenizer
 
 TINY_DIR = Path(__file__).resolve().parents[2] / "configs" / "models" / "tiny-m1"
 

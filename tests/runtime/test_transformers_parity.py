@@ -15,8 +15,8 @@ import sys
 
 import pytest
 import torch
-from m1_runtime.engine.checkpoints import build_variant, preset_config
 
+from m1_runtime.engine.checkpoints import build_variant, preset_config
 from tests.runtime.vllm_helpers import greedy, random_prompt, running_engine, tokens_prompt
 
 pytestmark = pytest.mark.slow

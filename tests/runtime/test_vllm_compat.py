@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from m1_runtime.model import vllm_compat
 
 

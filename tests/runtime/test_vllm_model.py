@@ -7,8 +7,8 @@ import os
 import sys
 
 import pytest
-from m1_runtime.engine.checkpoints import resolve_model
 
+from m1_runtime.engine.checkpoints import resolve_model
 from tests.runtime.vllm_helpers import greedy, random_prompt, running_engine, tokens_prompt
 
 pytestmark = pytest.mark.slow

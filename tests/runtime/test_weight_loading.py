@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from m1_runtime.engine.checkpoints import INDEX_FILE, resolve_model
 from safetensors.torch import load_file, save_file
+
+from m1_runtime.engine.checkpoints import INDEX_FILE, resolve_model
 
 pytestmark = pytest.mark.slow
 
