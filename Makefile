@@ -25,7 +25,7 @@ install: $(VENV_STAMP)
 serve: $(VENV_STAMP)
 	.venv/bin/m1-mcp serve --transport streamable-http
 
-# Lint, the whole test suite on vLLM 0.32, then the model tests on vLLM 0.26 (what CI runs).
+# Lint (ruff, the type checker), the whole test suite on vLLM 0.32, then the model tests on vLLM 0.26 (what CI runs).
 test: $(VENV_STAMP) $(VENV26_STAMP)
 	$(MAKE) lint
 	.venv/bin/python -m pytest
@@ -43,3 +43,4 @@ LINTED := m1_mcp runtime kernels tests benchmarks scripts
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check $(LINTED)
 	.venv/bin/ruff format --check $(LINTED)
+	.venv/bin/mypy

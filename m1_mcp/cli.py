@@ -65,7 +65,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                 dest=name,
                 default=None,
                 choices=choices,
-                type=str.upper if name == "log_level" else None,
+                type=str.upper if name == "log_level" else str,
                 help=help_text,
             )
 

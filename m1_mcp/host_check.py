@@ -29,8 +29,8 @@ def split_host(value: str) -> tuple[str, str | None] | None:
         end = value.find("]")
         name, rest = (value[: end + 1], value[end + 1 :]) if end > 0 else ("", "")
     else:
-        name, _, port = value.partition(":")
-        rest = f":{port}" if ":" in value else ""
+        name, colon, after = value.partition(":")
+        rest = colon + after
     port: str | None = None
     if rest:
         port = rest[1:]

@@ -83,7 +83,7 @@ def http_app(server: MCPServer, s: Settings) -> Any:
     else:
         asgi = server.streamable_http_app(transport_security=security, host=s.host)
     if s.auth_token:
-        asgi = BearerTokenMiddleware(asgi, s.auth_token)
+        return HostCheckMiddleware(BearerTokenMiddleware(asgi, s.auth_token), rules)
     return HostCheckMiddleware(asgi, rules)
 
 
@@ -165,7 +165,7 @@ async def _run_http(server: MCPServer, s: Settings, stop: anyio.Event) -> None:
     class _Server(uvicorn.Server):
         # Signals are ours (see _watch_signals): uvicorn must not re-raise them after its
         # shutdown, which would kill the process before the engine stops.
-        def capture_signals(self):  # type: ignore[override]
+        def capture_signals(self):
             from contextlib import nullcontext
 
             return nullcontext()

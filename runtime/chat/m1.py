@@ -166,7 +166,10 @@ def parse_tool_calls(answer: str) -> ParsedToolCalls:
         lines = [raw.strip() for raw in block.group(1).splitlines() if raw.strip()]
         for number, line in enumerate(lines, start=1):
             call = parse_call_line(line, number)
-            (result.calls if isinstance(call, ToolCall) else result.errors).append(call)
+            if isinstance(call, ToolCall):
+                result.calls.append(call)
+            else:
+                result.errors.append(call)
     result.content = _TOOL_BLOCK.sub("", answer).strip()
     return result
 

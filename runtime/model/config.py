@@ -79,6 +79,7 @@ class MiniMaxM1Config(PreTrainedConfig):
         if self.attn_type_list is None and self.layer_types is None:
             self.attn_type_list = [0 if (i + 1) % 8 else 1 for i in range(self.num_hidden_layers)]
         if self.attn_type_list is None:
+            assert self.layer_types is not None  # one of the two is set (above)
             self.attn_type_list = [_CODE_FROM_TYPE[t] for t in self.layer_types]
         if self.layer_types is None:
             self.layer_types = [_TYPE_FROM_CODE[int(c)] for c in self.attn_type_list]
