@@ -15,6 +15,8 @@ import random
 from pathlib import Path
 
 REFERENCE = Path(__file__).parent / "reference" / "cpu_fp32.json"
+# Context of the long-prompt engines: room for a 20K-token prompt and its continuation.
+LONG_CONTEXT = 24_576
 
 ODD_HEADS = {
     "num_attention_heads": 6,

@@ -43,7 +43,7 @@ def models():
 # one, which 0.32 makes the default and 0.34 the only one. Each model under one runner keeps
 # the suite to one engine a case (on 2026-12-04 tiny-m1 gave identical numbers under both).
 @pytest.mark.parametrize(("name", "runner"), [("tiny-m1", "default"), ("odd-heads", "v2")])
-def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch) -> None:
+def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch, request) -> None:
     if runner == "v2":
         monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "1")
     assert cases.weights_digest(models[name]) == reference["weights"][name], (
@@ -52,12 +52,13 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
     )
     prompts = cases.exact_prompts()
     expected = reference["models"][name]
-    with gpu_engine(models[name], "float32", compiled=False, max_model_len=2048) as llm:
-        outs = llm.generate(
-            [tokens_prompt(p) for p in prompts],
-            greedy(cases.EXACT_NEW_TOKENS, logprobs=0, prompt_logprobs=0),
-            use_tqdm=False,
-        )
+    params = greedy(cases.EXACT_NEW_TOKENS, logprobs=0, prompt_logprobs=0)
+    if name == "tiny-m1":  # the session's shared float32 eager engine (conftest.py)
+        llm = request.getfixturevalue("fp32_eager_tiny")
+        outs = llm.generate([tokens_prompt(p) for p in prompts], params, use_tqdm=False)
+    else:
+        with gpu_engine(models[name], "float32", compiled=False, max_model_len=2048) as llm:
+            outs = llm.generate([tokens_prompt(p) for p in prompts], params, use_tqdm=False)
     worst_prompt, worst_greedy, same = 0.0, 0.0, []
     for p, out, ref in zip(prompts, outs, expected, strict=True):
         got = prompt_logprobs(p, out)
@@ -89,7 +90,7 @@ def test_float32_eager_matches_cpu(name, runner, models, reference, monkeypatch)
     assert all(same), f"greedy continuations differ from the CPU's: {same}"
 
 
-def test_bf16_compiled_matches_bf16_eager(models) -> None:
+def test_bf16_compiled_matches_bf16_eager(models, bf16_eager_long) -> None:
     """bf16 with torch.compile + CUDA graphs against bf16 eager. Inductor fuses and rounds
     differently from eager kernels, so log-probabilities differ at bf16's resolution; a random
     model's next-token distribution is nearly flat (top-2 gaps of 1e-3 are common), so greedy
@@ -97,12 +98,10 @@ def test_bf16_compiled_matches_bf16_eager(models) -> None:
     tie; the count of identical continuations is reported."""
     prompts = [cases.prompt(n, seed=2000 + n) for n in (5, 33, 64, 129, 400, 777, 1500, 3000)]
     params = greedy(BF16_STEPS, logprobs=2)
-    runs = {}
-    for compiled in (False, True):
-        with gpu_engine(models["tiny-m1"], "bfloat16", compiled=compiled) as llm:
-            runs[compiled] = llm.generate(
-                [tokens_prompt(p) for p in prompts], params, use_tqdm=False
-            )
+    batch = [tokens_prompt(p) for p in prompts]
+    runs = {False: bf16_eager_long.generate(batch, params, use_tqdm=False)}
+    with gpu_engine(models["tiny-m1"], "bfloat16", compiled=True) as llm:
+        runs[True] = llm.generate(batch, params, use_tqdm=False)
     eager, graphs = completions(runs[False]), completions(runs[True])
     identical = sum(a == b for a, b in zip(eager, graphs, strict=True))
     diffs, partings = [], []

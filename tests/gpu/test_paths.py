@@ -21,15 +21,9 @@ from tests.runtime.vllm_helpers import greedy, tokens_prompt
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 LONG = 20_000  # > 16K: one unchunked prefill takes the Gluon kernel (bf16, >= 8K tokens)
-LONG_CONTEXT = 24_576
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return cases.model_dirs()["tiny-m1"]
-
-
-def test_long_prompt_gluon_and_chunked_prefill_agree(tiny) -> None:
+def test_long_prompt_gluon_and_chunked_prefill_agree(tiny_dir, bf16_eager_long) -> None:
     """The same 20K-token prompt prefilled in one step (Gluon kernel for the full blocks) and in
     2K-token chunks (Triton kernel, state carried between chunks), then decoded: both must give
     the same continuation and nearly the same prompt log-probabilities (bf16 rounding along two
@@ -38,17 +32,16 @@ def test_long_prompt_gluon_and_chunked_prefill_agree(tiny) -> None:
     (prefill never runs under CUDA graphs), and two compiled engines cost about 80 s more."""
     long = cases.prompt(LONG, seed=7)
     params = greedy(16, logprobs=0, prompt_logprobs=0)
-    runs = {}
-    for label, budget in (("one-step", LONG_CONTEXT), ("chunked", 2048)):
-        with gpu_engine(
-            tiny,
-            "bfloat16",
-            compiled=False,
-            max_model_len=LONG_CONTEXT,
-            max_num_batched_tokens=budget,
-            max_num_seqs=4,
-        ) as llm:
-            runs[label] = llm.generate([tokens_prompt(long)], params, use_tqdm=False)[0]
+    runs = {"one-step": bf16_eager_long.generate([tokens_prompt(long)], params, use_tqdm=False)[0]}
+    with gpu_engine(
+        tiny_dir,
+        "bfloat16",
+        compiled=False,
+        max_model_len=cases.LONG_CONTEXT,
+        max_num_batched_tokens=2048,
+        max_num_seqs=4,
+    ) as llm:
+        runs["chunked"] = llm.generate([tokens_prompt(long)], params, use_tqdm=False)[0]
     lp = {k: prompt_logprobs(long, v) for k, v in runs.items()}
     tokens = {k: list(v.outputs[0].token_ids) for k, v in runs.items()}
     gaps = [abs(a - b) for a, b in zip(lp["one-step"], lp["chunked"], strict=True)]
@@ -64,7 +57,7 @@ def test_long_prompt_gluon_and_chunked_prefill_agree(tiny) -> None:
     assert statistics.fmean(gaps) < 0.02
 
 
-def test_concurrent_requests_equal_each_alone(tiny) -> None:
+def test_concurrent_requests_equal_each_alone(tiny_dir) -> None:
     """32 requests of different lengths at once, with a 512-token step budget: long prompts
     prefill in chunks while short ones decode, so steps mix decodes and prefills and 32 state
     slots are live. Each must equal the same request run alone (float32, so that a batched
@@ -72,7 +65,7 @@ def test_concurrent_requests_equal_each_alone(tiny) -> None:
     lengths = [3 + (i * 397) % 3000 for i in range(32)]
     prompts = [cases.prompt(n, seed=3000 + i) for i, n in enumerate(lengths)]
     params = greedy(24, logprobs=0)
-    with gpu_engine(tiny, "float32", compiled=True, max_num_batched_tokens=512) as llm:
+    with gpu_engine(tiny_dir, "float32", compiled=True, max_num_batched_tokens=512) as llm:
         together = llm.generate([tokens_prompt(p) for p in prompts], params, use_tqdm=False)
         alone = [llm.generate([tokens_prompt(p)], params, use_tqdm=False)[0] for p in prompts]
     same = [a == b for a, b in zip(completions(together), completions(alone), strict=True)]
@@ -92,7 +85,7 @@ def test_concurrent_requests_equal_each_alone(tiny) -> None:
     assert gap < 1e-3
 
 
-def test_prefix_caching_on_equals_off(tiny) -> None:
+def test_prefix_caching_on_equals_off(tiny_dir, fp32_eager_tiny) -> None:
     """Requests sharing a 1,500-token prefix: with prefix caching the later ones reuse cached
     blocks (and the lightning states saved at block boundaries) and must still give the outputs
     of an engine without caching. Eager float32: what is tested is the scheduler and state
@@ -101,12 +94,16 @@ def test_prefix_caching_on_equals_off(tiny) -> None:
     prompts = [shared + cases.prompt(20 + 37 * i, seed=40 + i) for i in range(6)]
     params = greedy(24, logprobs=0)
     runs, cached = {}, {}
-    for caching in (False, True):
-        with gpu_engine(tiny, "float32", compiled=False, enable_prefix_caching=caching) as llm:
-            first = llm.generate([tokens_prompt(prompts[0])], params, use_tqdm=False)
-            rest = llm.generate([tokens_prompt(p) for p in prompts[1:]], params, use_tqdm=False)
-            runs[caching] = first + rest
-            cached[caching] = [o.num_cached_tokens or 0 for o in rest]
+
+    def run(llm, caching: bool) -> None:
+        first = llm.generate([tokens_prompt(prompts[0])], params, use_tqdm=False)
+        rest = llm.generate([tokens_prompt(p) for p in prompts[1:]], params, use_tqdm=False)
+        runs[caching] = first + rest
+        cached[caching] = [o.num_cached_tokens or 0 for o in rest]
+
+    run(fp32_eager_tiny, False)  # the session's shared engine, caching off (conftest.py)
+    with gpu_engine(tiny_dir, "float32", compiled=False, enable_prefix_caching=True) as llm:
+        run(llm, True)
     same = [a == b for a, b in zip(completions(runs[False]), completions(runs[True]), strict=True)]
     report(
         "prefix-caching",
