@@ -33,6 +33,22 @@ class PromptTooLong(EngineError):
 
 
 @dataclass(frozen=True)
+class Fit:
+    """How a prompt and its answer budget share the context (`Engine.fit`): the one place the
+    room for an input is worked out, so tools ask instead of counting tokens themselves."""
+
+    prompt_tokens: int
+    answer_budget: int
+    context: int  # the engine's max_model_len
+
+    @property
+    def spare(self) -> int:
+        """Tokens left once the prompt and the whole answer budget are placed; below 0: the two
+        do not fit together."""
+        return self.context - self.prompt_tokens - self.answer_budget
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: str | None = None  # preset name or checkpoint dir; None is the embedded default
     cache_dir: Path | None = None

@@ -32,6 +32,7 @@ from m1_runtime.engine.api import (
     EngineConfig,
     EngineError,
     EngineNotReady,
+    Fit,
     Generation,
     GenerationRequest,
     Progress,
@@ -275,6 +276,14 @@ class Engine:
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    async def fit(self, request: GenerationRequest) -> Fit:
+        """How `request`'s prompt, rendered and tokenized exactly as `generate` would, and its
+        answer budget (`max_tokens`) share the context."""
+        prompt_ids = await anyio.to_thread.run_sync(
+            self.encode_prompt, self.render_segments(request)
+        )
+        return Fit(len(prompt_ids), request.max_tokens, self._max_model_len)
 
     # ---------------------------------------------------------------- info and stats
 
