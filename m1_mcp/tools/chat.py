@@ -7,18 +7,10 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, field_validator
 
-from m1_mcp.tools.common import (
-    READ_ONLY,
-    App,
-    InputError,
-    Reporter,
-    Usage,
-    clamp_budget,
-    user_errors,
-    wait_ready,
-)
+from m1_mcp.tools.common import App, InputError
+from m1_mcp.tools.runner import FreeText, Usage, declare, run
 from m1_runtime.chat.m1 import Message, ToolCall
-from m1_runtime.engine import GenerationRequest, Sampling
+from m1_runtime.engine import Generation, Sampling
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 
@@ -67,16 +59,18 @@ class ChatReply(BaseModel):
     usage: Usage
 
 
-def register(server: MCPServer, app: App) -> None:
-    @server.tool(
-        name="chat",
-        title="Chat with tools",
-        annotations=READ_ONLY,
-        description="Chat with MiniMax-M1. Pass messages (system/user/assistant/tool) and, for "
-        "function calling, tool definitions {name, description, parameters}. Returns the answer "
-        "text, the reasoning and any tool calls the model made.",
+def reply_of(gen: Generation, usage: Usage) -> ChatReply:
+    return ChatReply(
+        text=gen.text,
+        reasoning=gen.reasoning,
+        tool_calls=gen.tool_calls,
+        tool_call_errors=gen.tool_call_errors,
+        usage=usage,
     )
-    @user_errors
+
+
+def register(server: MCPServer, app: App) -> None:
+    @declare(server, "chat", "Chat with tools")
     async def chat(
         messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)],
         tools: Annotated[list[ToolDefinition] | None, Field(max_length=32)] = None,
@@ -89,26 +83,19 @@ def register(server: MCPServer, app: App) -> None:
         thinking: bool | None = None,
         ctx: Context | None = None,
     ) -> ChatReply:
+        """Chat with MiniMax-M1. Pass messages (system/user/assistant/tool) and, for function
+        calling, tool definitions {name, description, parameters}. Returns the answer text, the
+        reasoning and any tool calls the model made."""
         if not any(m.role == "user" for m in messages):
             raise InputError("messages must contain at least one 'user' message")
         if tools and len({t.name for t in tools}) != len(tools):
             raise InputError("tool names must be unique")
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        gen = await app.engine.generate(
-            GenerationRequest(
-                messages=[Message(**m.model_dump()) for m in messages],
-                tools=[t.model_dump() for t in tools] if tools else None,
-                max_tokens=clamp_budget(app, max_tokens),
-                sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
-                thinking=thinking,
-            ),
-            on_progress=report,
+        job = FreeText(
+            [Message(**m.model_dump()) for m in messages],
+            finish=reply_of,
+            max_tokens=max_tokens,
+            tools=[t.model_dump() for t in tools] if tools else None,
+            sampling=Sampling(temperature=temperature, top_p=top_p, seed=seed),
+            thinking=thinking,
         )
-        return ChatReply(
-            text=gen.text,
-            reasoning=gen.reasoning,
-            tool_calls=gen.tool_calls,
-            tool_call_errors=gen.tool_call_errors,
-            usage=Usage.of([gen]),
-        )
+        return await run(app, ctx, job)

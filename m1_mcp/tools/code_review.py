@@ -1,24 +1,30 @@
-"""review_code and suggest_improvements: guided JSON over the submitted code."""
+"""review_code and suggest_improvements: guided JSON over the submitted code.
+
+Code is accepted up to the server's character limit, but it must also fit the model's context
+next to the instructions and the answer; when it does not, the refusal names the limit this
+context sets, in tokens and about how many characters.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from m1_mcp import prompts
-from m1_mcp.tools.common import (
-    READ_ONLY,
-    App,
-    Reporter,
-    Usage,
-    generate_json,
+from m1_mcp.tools.common import App, InputError, take_text
+from m1_mcp.tools.guided_json import (
+    STRING_QUOTES,
+    TOKENS_PER_STRING_CHAR,
     guided_schema,
-    take_text,
-    user_errors,
-    wait_ready,
+    json_request,
+    schema_budget,
 )
+from m1_mcp.tools.runner import Call, GuidedJson, Subject, Usage, declare, run, too_long
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 Category = Literal["bug", "security", "performance", "style", "best_practice"]
@@ -52,7 +58,13 @@ class Improvements(BaseModel):
     usage: Usage
 
 
-Code = Annotated[str | None, Field(max_length=400_000, description="The code, inline")]
+Code = Annotated[
+    str | None,
+    Field(
+        max_length=400_000,
+        description="The code, inline; it must also fit the model's context (m1://model)",
+    ),
+]
 PathArg = Annotated[
     str | None, Field(max_length=4096, description="A file under the configured roots")
 ]
@@ -60,8 +72,14 @@ Language = Annotated[
     str | None, Field(max_length=40, description="e.g. 'python'; inferred if unset")
 ]
 
+# A refactoring may grow the code a little. Its grammar cap is in characters; its budget is in
+# the tokenizer's tokens of the submitted code, which a faithful refactoring resembles.
+GROWTH = 1.5
+GROWTH_CHARS = 200  # room for a few added lines on tiny inputs
+GROWTH_TOKENS = 64  # the same in tokens
 
-def _review_schema(n_lines: int) -> dict:
+
+def review_schema(n_lines: int) -> dict[str, Any]:
     schema = guided_schema(_ReviewPayload)
     line = schema["$defs"]["Finding"]["properties"]["line"]
     # Keep line numbers inside the code: the grammar cannot point past the last line.
@@ -71,16 +89,58 @@ def _review_schema(n_lines: int) -> dict:
     return schema
 
 
+def improvement_payload(code_chars: int) -> type[BaseModel]:
+    """The guided answer for code of `code_chars` characters."""
+    cap = code_chars + int(code_chars * (GROWTH - 1)) + GROWTH_CHARS
+
+    class _Payload(BaseModel):
+        refactored_code: str = Field(max_length=cap)
+        changes: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=6)
+        benefits: list[Annotated[str, Field(max_length=200)]] = Field(max_length=5)
+
+    return _Payload
+
+
+@dataclass
+class Refactoring:
+    """suggest_improvements' job: its answer holds the whole code again, so its budget follows
+    the code's tokens rather than the character cap's worst case (two tokens a character),
+    which would refuse any code over a few thousand characters at the default context."""
+
+    source: str
+    language: str | None
+
+    async def run(self, call: Call) -> Improvements:
+        payload_model = improvement_payload(len(self.source))
+        schema = guided_schema(payload_model)
+        closing_bound = schema_budget(schema)  # the document closes within this, whatever it is
+        code_cap = schema["properties"]["refactored_code"]["maxLength"]
+        rest = closing_bound - (STRING_QUOTES + TOKENS_PER_STRING_CHAR * code_cap)
+        code_tokens = await anyio.to_thread.run_sync(call.engine.count_tokens, self.source)
+        need = rest + math.ceil(code_tokens * GROWTH) + GROWTH_TOKENS
+        messages = prompts.improve_messages(self.source, self.language)
+        fit = await call.fit(json_request(messages, schema, need))
+        if fit.spare < 0:
+            frame = prompts.improve_messages("", self.language)
+            empty = await call.fit(json_request(frame, schema, rest + GROWTH_TOKENS))
+            # The code appears twice, in the prompt and (grown) in the answer.
+            room = math.floor(empty.spare / (1 + GROWTH))
+            taken = fit.prompt_tokens - empty.prompt_tokens
+            raise InputError(too_long(Subject("code", self.source, frame), taken, room, fit))
+        # The closing bound when the context holds it; else all the room left, at least `need`.
+        budget = min(closing_bound, need + fit.spare)
+        payload = await call.generate_json(messages, payload_model, schema, budget)
+        return Improvements(
+            language=self.language,
+            refactored_code=payload.refactored_code,  # type: ignore[attr-defined]
+            changes=payload.changes,  # type: ignore[attr-defined]
+            benefits=payload.benefits,  # type: ignore[attr-defined]
+            usage=call.usage(),
+        )
+
+
 def register(server: MCPServer, app: App) -> None:
-    @server.tool(
-        name="review_code",
-        title="Review code",
-        annotations=READ_ONLY,
-        description="Review code (inline 'code' or a file 'path' under the configured roots). "
-        "Returns a summary and findings, each with severity, category (bug, security, "
-        "performance, style, best_practice), line if known, message and suggestion.",
-    )
-    @user_errors
+    @declare(server, "review_code", "Review code")
     async def review_code(
         code: Code = None,
         path: PathArg = None,
@@ -88,56 +148,35 @@ def register(server: MCPServer, app: App) -> None:
         focus: Annotated[str | None, Field(max_length=500)] = None,
         ctx: Context | None = None,
     ) -> Review:
+        """Review code (inline 'code' or a file 'path' under the configured roots). Returns a
+        summary and findings, each with severity, category (bug, security, performance, style,
+        best_practice), line if known, message and suggestion. The code must fit the model's context
+        next to the answer; longer code is refused with the limit this server's context sets."""
         source = take_text(app, code, path, "code")
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        n_lines = len(source.splitlines())
-        payload, gen = await generate_json(
-            app,
+
+        def review(payload: _ReviewPayload, usage: Usage) -> Review:
+            return Review(
+                language=language, summary=payload.summary, findings=payload.findings, usage=usage
+            )
+
+        job = GuidedJson(
             prompts.review_messages(source, language, focus),
             _ReviewPayload,
-            report,
-            schema=_review_schema(n_lines),
+            finish=review,
+            schema=review_schema(len(source.splitlines())),
+            subject=Subject("code", source, prompts.review_messages("", language, focus)),
         )
-        return Review(
-            language=language,
-            summary=payload.summary,
-            findings=payload.findings,
-            usage=Usage.of([gen]),
-        )
+        return await run(app, ctx, job)
 
-    @server.tool(
-        name="suggest_improvements",
-        title="Suggest code improvements",
-        annotations=READ_ONLY,
-        description="Suggest a refactoring of code (inline 'code' or a file 'path' under the "
-        "configured roots). Returns the refactored code, the list of changes and their benefits.",
-    )
-    @user_errors
+    @declare(server, "suggest_improvements", "Suggest code improvements")
     async def suggest_improvements(
         code: Code = None,
         path: PathArg = None,
         language: Language = None,
         ctx: Context | None = None,
     ) -> Improvements:
-        source = take_text(app, code, path, "code")
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        # The refactoring may grow the code a little; the cap keeps the guided output bounded.
-        limit = min(len(source) + len(source) // 2 + 200, 24_000)
-
-        class _Payload(BaseModel):
-            refactored_code: str = Field(max_length=limit)
-            changes: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=6)
-            benefits: list[Annotated[str, Field(max_length=200)]] = Field(max_length=5)
-
-        payload, gen = await generate_json(
-            app, prompts.improve_messages(source, language), _Payload, report
-        )
-        return Improvements(
-            language=language,
-            refactored_code=payload.refactored_code,
-            changes=payload.changes,
-            benefits=payload.benefits,
-            usage=Usage.of([gen]),
-        )
+        """Suggest a refactoring of code (inline 'code' or a file 'path' under the configured
+        roots). Returns the refactored code, the list of changes and their benefits. The code must
+        fit the model's context twice (it comes back refactored); longer code is refused with
+        the limit this server's context sets."""
+        return await run(app, ctx, Refactoring(take_text(app, code, path, "code"), language))

@@ -7,6 +7,7 @@ per chunk) and the partial analyses are combined (reduce) — in rounds if they 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.to_thread
@@ -14,20 +15,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from m1_mcp import prompts
-from m1_mcp.tools.common import (
-    READ_ONLY,
-    App,
-    InputError,
-    Reporter,
-    Usage,
-    generate_json,
-    guided_schema,
-    schema_budget,
-    take_text,
-    user_errors,
-    wait_ready,
-)
-from m1_runtime.engine import Generation
+from m1_mcp.tools.common import App, InputError, take_text
+from m1_mcp.tools.guided_json import guided_schema, json_request, schema_budget
+from m1_mcp.tools.runner import Call, Usage, declare, run
+
+# Named margins, in tokens. A chunk's prompt carries a part label ("part 3 of 12") that the
+# frame measured without one lacks, and tokens merge differently at a chunk's edges.
+PART_LABEL_TOKENS = 32
+MIN_CHUNK_TOKENS = 64  # a context that leaves less room than this for the document is refused
+PART_TAG_TOKENS = 16  # the <part index=N> tags around one partial analysis when combining
 
 Item = Annotated[str, Field(min_length=3, max_length=120)]
 
@@ -82,47 +78,31 @@ def split_tokens(ids: list[int], size: int, overlap: int) -> list[list[int]]:
     return windows
 
 
-def register(server: MCPServer, app: App) -> None:
-    @server.tool(
-        name="analyze_document",
-        title="Analyze a document",
-        annotations=READ_ONLY,
-        description="Analyze a document given inline ('text') or as a file under the configured "
-        "roots ('path'). mode 'summary': executive summary, key points, details, conclusions; "
-        "'qa': question-answer pairs; 'insights': themes, insights, trends, implications, action "
-        "items. Long documents are split into overlapping chunks and combined (map-reduce).",
-    )
-    @user_errors
-    async def analyze_document(
-        text: Annotated[str | None, Field(max_length=2_000_000)] = None,
-        path: Annotated[str | None, Field(max_length=4096)] = None,
-        mode: prompts.DocMode = "summary",
-        focus: Annotated[str | None, Field(max_length=500)] = None,
-        ctx: Context | None = None,
-    ) -> DocumentAnalysis:
-        document = take_text(app, text, path, "text")
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        engine, s = app.engine, app.settings
-        payload_model = PAYLOADS[mode]
+@dataclass
+class Analysis:
+    """analyze_document's job: one guided answer for a document that fits, else map-reduce."""
+
+    document: str
+    mode: prompts.DocMode
+    focus: str | None
+
+    async def run(self, call: Call) -> DocumentAnalysis:
+        engine, s = call.engine, call.app.settings
+        payload_model = PAYLOADS[self.mode]
         schema = guided_schema(payload_model)
         answer_budget = schema_budget(schema)
-
-        ids = await anyio.to_thread.run_sync(engine.encode, document)
-        overhead = len(
-            await anyio.to_thread.run_sync(
-                engine.encode, engine.render_messages(prompts.document_messages(mode, "", focus))
-            )
-        )
-        # Room for the document in one prompt, leaving the answer's budget and a margin for the
-        # part label and tokenisation differences at the edges.
-        room = engine.max_model_len - answer_budget - overhead - 32
-        if room < 64:
+        ids = await anyio.to_thread.run_sync(engine.encode, self.document)
+        frame = prompts.document_messages(self.mode, "", self.focus)
+        fit = await call.fit(json_request(frame, schema, answer_budget))
+        # Room for the document in one prompt, next to the answer's budget.
+        room = fit.spare - PART_LABEL_TOKENS
+        if room < MIN_CHUNK_TOKENS:
             raise InputError(
-                f"the context ({engine.max_model_len} tokens) is too small for mode '{mode}'"
+                f"the context ({fit.context} tokens) is too small for mode '{self.mode}'"
             )
+        group_room = 0  # set below when the document needs combining
         if len(ids) <= room:
-            chunks = [document]
+            chunks = [self.document]
         else:
             size = min(s.doc_chunk_tokens, room)
             overlap = min(s.doc_chunk_overlap, size // 4)
@@ -132,75 +112,80 @@ def register(server: MCPServer, app: App) -> None:
                     f"the document needs {len(windows)} chunks of {size} tokens; the limit is "
                     f"{s.doc_max_chunks}. Send a shorter document."
                 )
-            if room - 64 < 2 * answer_budget:
+            combine = prompts.combine_messages(self.mode, [], self.focus)
+            # Room for the partial analyses in one combine prompt, next to the combined answer.
+            group_room = (await call.fit(json_request(combine, schema, answer_budget))).spare
+            group_room -= PART_LABEL_TOKENS
+            if group_room < 2 * (answer_budget + PART_TAG_TOKENS):
                 # Combining needs at least two partial answers in one prompt, or it never ends.
                 raise InputError(
                     f"the document ({len(ids)} tokens) needs map-reduce, but the context "
-                    f"({engine.max_model_len} tokens) cannot hold two partial answers; "
+                    f"({fit.context} tokens) cannot hold two partial answers; "
                     "start the server with a larger max_model_len"
                 )
             chunks = [engine.decode(w) for w in windows]
 
-        gens: list[Generation] = []
+        report = call.report
         report.steps = len(chunks) + (1 if len(chunks) > 1 else 0)
         partials: list[BaseModel] = []
         for i, chunk in enumerate(chunks):
             report.step = i
-            report.label = f"chunk {i + 1}/{len(chunks)}" if len(chunks) > 1 else mode
+            report.label = f"chunk {i + 1}/{len(chunks)}" if len(chunks) > 1 else self.mode
             part = f"part {i + 1} of {len(chunks)}" if len(chunks) > 1 else ""
-            result, gen = await generate_json(
-                app,
-                prompts.document_messages(mode, chunk, focus, part),
-                payload_model,
-                report,
-                schema=schema,
-            )
-            partials.append(result)
-            gens.append(gen)
+            messages = prompts.document_messages(self.mode, chunk, self.focus, part)
+            partials.append(await call.generate_json(messages, payload_model, schema))
 
         # Reduce in rounds: combine as many partial analyses as fit one prompt, until one is left.
         while len(partials) > 1:
             texts = [p.model_dump_json() for p in partials]
-            groups = await _group_to_fit(app, mode, focus, texts, room)
+            groups = await group_to_fit(call, texts, group_room)
             report.steps += len(groups) - 1
             merged: list[BaseModel] = []
             for group in groups:
                 report.step = min(report.step + 1, report.steps - 1)
                 report.label = f"combining {len(group)} parts"
-                result, gen = await generate_json(
-                    app,
-                    prompts.combine_messages(mode, group, focus),
-                    payload_model,
-                    report,
-                    schema=schema,
-                )
-                merged.append(result)
-                gens.append(gen)
+                messages = prompts.combine_messages(self.mode, group, self.focus)
+                merged.append(await call.generate_json(messages, payload_model, schema))
             partials = merged
 
         final = partials[0]
         return DocumentAnalysis(
-            mode=mode,
+            mode=self.mode,
             chunks=len(chunks),
             document_tokens=len(ids),
-            summary=final if mode == "summary" else None,
-            qa=final if mode == "qa" else None,
-            insights=final if mode == "insights" else None,
-            usage=Usage.of(gens),
+            summary=final if self.mode == "summary" else None,
+            qa=final if self.mode == "qa" else None,
+            insights=final if self.mode == "insights" else None,
+            usage=call.usage(),
         )
 
 
-async def _group_to_fit(
-    app: App, mode: str, focus: str | None, texts: list[str], room: int
-) -> list[list[str]]:
-    engine = app.engine
+async def group_to_fit(call: Call, texts: list[str], room: int) -> list[list[str]]:
+    """Consecutive partial analyses, grouped so that each group's combine prompt fits `room`
+    tokens; a group has at least one (two always fit: the caller checked)."""
     groups: list[list[str]] = [[]]
     used = 0
     for t in texts:
-        n = await anyio.to_thread.run_sync(engine.count_tokens, t) + 16
-        if groups[-1] and used + n > room - 64:  # 64: the combine prompt's longer wording
+        n = await anyio.to_thread.run_sync(call.engine.count_tokens, t) + PART_TAG_TOKENS
+        if groups[-1] and used + n > room:
             groups.append([])
             used = 0
         groups[-1].append(t)
         used += n
     return groups
+
+
+def register(server: MCPServer, app: App) -> None:
+    @declare(server, "analyze_document", "Analyze a document")
+    async def analyze_document(
+        text: Annotated[str | None, Field(max_length=2_000_000)] = None,
+        path: Annotated[str | None, Field(max_length=4096)] = None,
+        mode: prompts.DocMode = "summary",
+        focus: Annotated[str | None, Field(max_length=500)] = None,
+        ctx: Context | None = None,
+    ) -> DocumentAnalysis:
+        """Analyze a document given inline ('text') or as a file under the configured roots
+        ('path'). mode 'summary': executive summary, key points, details, conclusions; 'qa':
+        question-answer pairs; 'insights': themes, insights, trends, implications, action items.
+        Long documents are split into overlapping chunks and combined (map-reduce)."""
+        return await run(app, ctx, Analysis(take_text(app, text, path, "text"), mode, focus))

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field, StringConstraints
 
 from m1_mcp import prompts
-from m1_mcp.tools.common import (
-    READ_ONLY,
-    App,
-    InputError,
-    Reporter,
-    Usage,
-    clamp_budget,
-    generate_json,
-    guided_schema,
-    user_errors,
-    wait_ready,
-)
-from m1_runtime.chat import m1 as chat
-from m1_runtime.engine import GenerationRequest
+from m1_mcp.tools.answers import final_answer
+from m1_mcp.tools.common import App, InputError
+from m1_mcp.tools.guided_json import guided_schema
+from m1_mcp.tools.runner import FreeText, GuidedJson, Usage, declare, run
+from m1_runtime.engine import Generation
 
 
 class Solution(BaseModel):
@@ -50,46 +41,41 @@ class _PracticePayload(BaseModel):
     problems: list[PracticeProblem] = Field(max_length=MAX_PROBLEMS)
 
 
+def solution_of(gen: Generation, usage: Usage) -> Solution:
+    # The answer may sit only in the reasoning when the budget ran out before the answer.
+    answer = final_answer(gen.text) if gen.text else final_answer(gen.reasoning)
+    return Solution(answer=answer, solution=gen.text, reasoning=gen.reasoning, usage=usage)
+
+
+def practice_schema(count: int) -> dict[str, Any]:
+    """Exactly `count` problems: the grammar holds the model to the number asked for."""
+    schema = guided_schema(_PracticePayload)
+    schema["properties"]["problems"]["minItems"] = count
+    schema["properties"]["problems"]["maxItems"] = count
+    return schema
+
+
 def register(server: MCPServer, app: App) -> None:
-    @server.tool(
-        name="solve_problem",
-        title="Solve a problem",
-        annotations=READ_ONLY,
-        description="Solve a math or reasoning problem with MiniMax-M1. Returns the final answer "
-        "(from \\boxed{} or the last line), the worked solution and the model's reasoning.",
-    )
-    @user_errors
+    @declare(server, "solve_problem", "Solve a problem")
     async def solve_problem(
         problem: Annotated[str, Field(min_length=1, max_length=20_000)],
         show_steps: bool = True,
         max_tokens: Annotated[int | None, Field(ge=16, le=1_000_000)] = None,
         ctx: Context | None = None,
     ) -> Solution:
-        if not problem.strip():  # before waiting: bad input never waits for the model
+        r"""Solve a math or reasoning problem with MiniMax-M1. Returns the final answer (from
+        \boxed{} or the last line), the worked solution and the model's reasoning."""
+        if not problem.strip():
             raise InputError("the problem is empty")
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        gen = await app.engine.generate(
-            GenerationRequest(
-                messages=prompts.solve_messages(problem, show_steps),
-                max_tokens=clamp_budget(app, max_tokens),
-                thinking=True if show_steps else False,
-            ),
-            on_progress=report,
+        job = FreeText(
+            prompts.solve_messages(problem, show_steps),
+            finish=solution_of,
+            max_tokens=max_tokens,
+            thinking=show_steps,
         )
-        # The answer may sit only in the reasoning when the budget ran out before the answer.
-        answer = chat.final_answer(gen.text) if gen.text else chat.final_answer(gen.reasoning)
-        return Solution(
-            answer=answer, solution=gen.text, reasoning=gen.reasoning, usage=Usage.of([gen])
-        )
+        return await run(app, ctx, job)
 
-    @server.tool(
-        name="practice_problems",
-        title="Practice problems",
-        annotations=READ_ONLY,
-        description="Generate practice problems on a topic, each with its answer.",
-    )
-    @user_errors
+    @declare(server, "practice_problems", "Practice problems")
     async def practice_problems(
         topic: Annotated[
             str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
@@ -98,18 +84,17 @@ def register(server: MCPServer, app: App) -> None:
         count: Annotated[int, Field(ge=1, le=MAX_PROBLEMS)] = 3,
         ctx: Context | None = None,
     ) -> PracticeSet:
-        report = Reporter(ctx)
-        await wait_ready(app, report)
-        schema = guided_schema(_PracticePayload)
-        schema["properties"]["problems"]["minItems"] = count
-        schema["properties"]["problems"]["maxItems"] = count
-        payload, gen = await generate_json(
-            app,
+        """Generate practice problems on a topic, each with its answer."""
+
+        def practice_set(payload: _PracticePayload, usage: Usage) -> PracticeSet:
+            return PracticeSet(
+                topic=topic, difficulty=difficulty, problems=payload.problems, usage=usage
+            )
+
+        job = GuidedJson(
             prompts.practice_messages(topic, difficulty, count),
             _PracticePayload,
-            report,
-            schema=schema,
+            finish=practice_set,
+            schema=practice_schema(count),
         )
-        return PracticeSet(
-            topic=topic, difficulty=difficulty, problems=payload.problems, usage=Usage.of([gen])
-        )
+        return await run(app, ctx, job)

@@ -193,42 +193,6 @@ def parse_call_line(line: str, number: int) -> ToolCall | str:
     return ToolCall(name=obj["name"], arguments=args)
 
 
-def extract_boxed(text: str) -> str | None:
-    r"""The content of the last `\boxed{...}` in text, braces balanced; None if there is none."""
-    start = text.rfind("\\boxed{")
-    while start >= 0:
-        i = start + len("\\boxed{")
-        depth = 1
-        for j in range(i, len(text)):
-            ch = text[j]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i:j].strip()
-        # Unbalanced (cut off by the budget): try an earlier one.
-        start = text.rfind("\\boxed{", 0, start)
-    return None
-
-
-_STATED_ANSWER = re.compile(r"\b(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
-
-
-def final_answer(text: str) -> str:
-    r"""`\boxed{}` content if present, else what the last "the answer is ..." states (small
-    models seldom box their answer), else the last non-empty line."""
-    boxed = extract_boxed(text)
-    if boxed is not None:
-        return boxed
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        stated = _STATED_ANSWER.search(line)
-        if stated and stated.group(1).strip(" .*"):
-            return stated.group(1).strip(" .*")
-    return lines[-1] if lines else ""
-
-
 # ---------------------------------------------------------------------------------------------
 # Streaming: what can be shown of a partial generation. Each function maps the text so far to
 # what is safe to emit; applied to a growing text, every part only ever grows, so a caller

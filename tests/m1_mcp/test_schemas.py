@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from m1_mcp.tools import code_review, documents, reasoning
-from m1_mcp.tools.common import guided_schema, schema_budget
+from m1_mcp.tools.guided_json import guided_schema, schema_budget
 
 
 class _Tiny(BaseModel):
@@ -54,7 +54,7 @@ def test_tool_payloads_are_bounded(model: type[BaseModel]) -> None:
 
 
 def test_review_schema_bounds_line_numbers() -> None:
-    schema = code_review._review_schema(12)
+    schema = code_review.review_schema(12)
     line = schema["$defs"]["Finding"]["properties"]["line"]["anyOf"]
     assert {"type": "integer", "minimum": 1, "maximum": 12}.items() <= line[0].items()
     budget = schema_budget(schema)

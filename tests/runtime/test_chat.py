@@ -113,15 +113,3 @@ def test_tool_calls_inside_think_are_ignored() -> None:
 def test_unterminated_tool_block_still_parsed() -> None:
     parsed = chat.parse_tool_calls('<tool_calls>\n{"name": "a", "arguments": {}}\n')
     assert [c.name for c in parsed.calls] == ["a"]
-
-
-def test_extract_boxed_and_final_answer() -> None:
-    assert chat.extract_boxed(r"so \boxed{\frac{1}{2}} done") == r"\frac{1}{2}"
-    assert chat.extract_boxed(r"\boxed{1} then \boxed{2}") == "2"
-    assert chat.extract_boxed(r"\boxed{3} and cut \boxed{4") == "3"
-    assert chat.extract_boxed("no box") is None
-    assert chat.final_answer("line one\nthe answer is 7.\n\n") == "7"
-    assert chat.final_answer("17*3 = 51\nThe answer is: **51**\nMore words") == "51"
-    assert chat.final_answer("line one\nlast line\n") == "last line"
-    assert chat.final_answer(r"x \boxed{42}") == "42"
-    assert chat.final_answer("") == ""
