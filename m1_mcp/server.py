@@ -25,7 +25,7 @@ from m1_mcp import prompts, resources
 from m1_mcp.auth import BearerTokenMiddleware
 from m1_mcp.host_check import HostCheckMiddleware, HostRules
 from m1_mcp.settings import Settings
-from m1_mcp.tools import chat, code_review, documents, reasoning
+from m1_mcp.tools import chat, code_review, documents, jobs, reasoning
 from m1_mcp.tools.common import App
 from m1_runtime.engine import Engine, EngineConfig
 
@@ -35,7 +35,8 @@ INSTRUCTIONS = (
     "Tools backed by a MiniMax-M1 model served by an embedded vLLM engine: solve_problem and "
     "practice_problems (math), analyze_document (summary | qa | insights, long documents "
     "map-reduced), review_code and suggest_improvements (code), chat (function calling). "
-    "Resources m1://model and m1://stats describe the model and the live load."
+    "Resources m1://model and m1://stats describe the model and the live load. For work longer "
+    "than a client waits, start_job runs any of them in the background; job_result collects it."
 )
 
 
@@ -58,7 +59,7 @@ def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCP
         lifespan=lifespan,
         log_level=app.settings.log_level,
     )
-    for module in (reasoning, documents, code_review, chat):
+    for module in (reasoning, documents, code_review, chat, jobs):
         module.register(server, app)
     prompts.register(server)
     resources.register(server, app)
@@ -96,7 +97,7 @@ async def serve(settings: Settings) -> None:
     """Run until the transport ends (stdin EOF), SIGINT or SIGTERM; then stop the engine."""
     engine = Engine(engine_config(settings))
     app = App(settings=settings, engine=engine)
-    async with anyio.create_task_group() as tg:
+    async with app.jobs.running(), anyio.create_task_group() as tg:
         started = False
 
         def start_engine() -> None:

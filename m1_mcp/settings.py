@@ -64,6 +64,11 @@ class Settings(BaseModel):
     # admission control
     max_concurrent: int = Field(8, ge=1, le=1024, description="Generations running at once")
     max_queue: int = Field(32, ge=0, le=10_000, description="Calls waiting for a slot")
+    # background jobs (start_job / job_result / cancel_job)
+    max_jobs: int = Field(64, ge=1, le=1024, description="Background jobs kept, running or done")
+    job_ttl_s: int = Field(
+        3600, ge=60, le=86_400, description="How long a finished job's result is kept (s)"
+    )
     startup_timeout_s: float = Field(
         600.0, gt=0, description="How long a tool call waits for the model to finish loading"
     )

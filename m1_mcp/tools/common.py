@@ -3,11 +3,12 @@ taking a text argument (inline or from a file)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp.types import ToolAnnotations
 
 from m1_mcp.files import read_text_file
+from m1_mcp.jobs import JobStore
 from m1_mcp.settings import Settings
 from m1_mcp.tools.progress import HEARTBEAT_S
 from m1_runtime.engine import Engine
@@ -18,6 +19,10 @@ class App:
     settings: Settings
     engine: Engine
     heartbeat_s: float = HEARTBEAT_S  # longest silence in a tool call's progress
+    jobs: JobStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = JobStore(self.settings.max_jobs, self.settings.job_ttl_s)
 
 
 # Every tool only reads (its input, and files under the configured roots) and reaches nothing

@@ -73,6 +73,11 @@ class Reporter:
                 f"{self.label} {p.tokens}/{p.max_tokens} tokens: …{p.tail}",
             )
 
+    async def accepted(self) -> None:
+        """The first notification, sent once the input passed every check and before any
+        waiting (a background job counts as accepted from here: m1_mcp/jobs.py)."""
+        await self._send(0.0, None, "input accepted")
+
     async def beat(self) -> None:
         """The latest message again, a hair further on: the call is alive, nothing new yet."""
         await self._send(max(self.last, 0) + HEARTBEAT_STEP, self.total, self.message)

@@ -202,6 +202,7 @@ def too_long(subject: Subject, tokens: int, room: int, fit: Fit) -> str:
 async def run(app: App, ctx: Context | None, job: Job[Out]) -> Out:
     """Carry out a tool's job: wait for the model, run the job, with progress all along."""
     report = Reporter(ctx)
+    await report.accepted()
     async with report.heartbeat(app.heartbeat_s):
         await app.engine.wait_ready(report, timeout_s=app.settings.startup_timeout_s)
         return await job.run(Call(app, report))

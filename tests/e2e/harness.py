@@ -146,16 +146,48 @@ def make_file_root(root: Path) -> Path:
     return root
 
 
+# The background-job tools: they run the others, so `call_every_tool` drives them through one
+# short job rather than through `tool_calls`.
+JOB_TOOLS = {"start_job", "job_result", "cancel_job"}
+
+
 async def call_every_tool(client: Any, file_root: Path) -> dict[str, Any]:
-    """Call each tool once (`tool_calls`) and check every result against its output schema;
-    returns the tools as listed."""
+    """Call each tool once (`tool_calls`, then one background job) and check every result
+    against its output schema; returns the tools as listed."""
     tools = {t.name: t for t in (await client.list_tools()).tools}
     calls = tool_calls(file_root)
-    assert set(tools) == set(calls)
+    assert set(tools) == set(calls) | JOB_TOOLS
     for name, args in calls.items():
         result = await client.call_tool(name, args)
         check_result_against_schema(result, tools[name].output_schema)
+    job = await run_job(client, tools, "solve_problem", calls["solve_problem"])
+    assert job["status"] == "completed", job
+    check_structured(job["result"], tools["solve_problem"].output_schema)
+    result = await client.call_tool("cancel_job", {"job_id": job["job_id"]})  # finished: kept
+    check_result_against_schema(result, tools["cancel_job"].output_schema)
+    assert result.structured_content["status"] == "completed"
     return tools
+
+
+async def run_job(
+    client: Any, tools: dict[str, Any], tool: str, args: dict[str, Any], polls: int = 30
+) -> dict[str, Any]:
+    """start_job, then job_result until the job is no longer working; its last status."""
+    started = await client.call_tool("start_job", {"tool": tool, "arguments": args})
+    check_result_against_schema(started, tools["start_job"].output_schema)
+    status = started.structured_content
+    for _ in range(polls):
+        if status["status"] != "working":
+            break
+        polled = await client.call_tool("job_result", {"job_id": status["job_id"], "wait_s": 20})
+        check_result_against_schema(polled, tools["job_result"].output_schema)
+        status = polled.structured_content
+    return status
+
+
+def check_structured(data: Any, output_schema: dict[str, Any] | None) -> None:
+    assert output_schema is not None and data is not None
+    jsonschema.validate(data, output_schema)
 
 
 def check_result_against_schema(result: Any, output_schema: dict[str, Any] | None) -> None:

@@ -28,7 +28,7 @@ def server(tmp_path: Path):
 async def test_tools_have_bounded_input_and_output_schemas(server) -> None:
     async with Client(server) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {
+    generating = {
         "solve_problem",
         "practice_problems",
         "analyze_document",
@@ -36,11 +36,20 @@ async def test_tools_have_bounded_input_and_output_schemas(server) -> None:
         "suggest_improvements",
         "chat",
     }
-    for tool in tools.values():
+    assert set(tools) == generating | {"start_job", "job_result", "cancel_job"}
+    for name in generating:
+        tool = tools[name]
         assert tool.output_schema and "usage" in tool.output_schema["properties"]
         # Read-only and closed-world: hosts need not ask before every call.
         assert tool.title and tool.annotations is not None
         assert tool.annotations.read_only_hint and tool.annotations.open_world_hint is False
+    for name in ("start_job", "job_result", "cancel_job"):
+        tool = tools[name]
+        assert tool.title and tool.output_schema and "status" in tool.output_schema["properties"]
+        assert tool.annotations is not None and tool.annotations.open_world_hint is False
+    # Starting or cancelling a job changes state; reading one does not.
+    assert tools["job_result"].annotations.read_only_hint
+    assert not tools["start_job"].annotations.read_only_hint
     mode = tools["analyze_document"].input_schema["properties"]["mode"]
     assert mode.get("enum") == ["summary", "qa", "insights"] or "$ref" in str(mode)
     chat_messages = tools["chat"].input_schema["properties"]["messages"]
