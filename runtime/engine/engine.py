@@ -49,6 +49,16 @@ __all__ = ["Engine"]
 log = logging.getLogger("m1.engine")
 
 
+# Guided JSON goes through llguidance rather than xgrammar. xgrammar 0.2.8 takes the UTF-8 form of
+# a surrogate code point (ED A0..BF xx: not UTF-8 at all) as one string character, and the
+# detokenizer turns those three bytes into three U+FFFD, so a string the grammar filled to its
+# maxLength came back two characters over and failed its own schema (issue 12, defect 2).
+# llguidance's lexer accepts well-formed UTF-8 only. disable_any_whitespace: compact JSON, or a
+# random-weight model fills the allowed whitespace and runs out of budget before the document
+# closes.
+STRUCTURED_OUTPUTS: dict[str, Any] = {"backend": "guidance", "disable_any_whitespace": True}
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -147,11 +157,7 @@ class Engine:
                 max_num_seqs=max(self.config.max_concurrent, 1),
                 disable_log_stats=True,
                 enable_prefix_caching=False,
-                # Compact JSON: without this a random-weight model fills the allowed
-                # whitespace and runs out of budget before the document closes.
-                structured_outputs_config=StructuredOutputsConfig(
-                    backend="xgrammar", disable_any_whitespace=True
-                ),
+                structured_outputs_config=StructuredOutputsConfig(**STRUCTURED_OUTPUTS),
             )
             llm = AsyncLLM.from_engine_args(args)
             if self.state != "loading":  # stop() came while we were loading

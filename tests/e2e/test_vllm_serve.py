@@ -77,7 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         "minimax_m1",
         # Compact JSON: a random model would otherwise fill the allowed whitespace.
         "--structured-outputs-config",
-        '{"backend": "xgrammar", "disable_any_whitespace": true}',
+        '{"backend": "guidance", "disable_any_whitespace": true}',
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
