@@ -3,6 +3,7 @@ resource (the job store itself is m1_mcp/jobs.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -33,6 +34,14 @@ READS_STATUS = ToolAnnotations(
 )
 
 
+async def _answer(pending: Awaitable[JobStatus]) -> JobStatus:
+    """A job store's answer, its refusals as tool errors the caller can act on."""
+    try:
+        return await pending
+    except JobError as exc:
+        raise ToolError(str(exc)) from exc
+
+
 def register(server: MCPServer, app: App) -> None:
     @server.tool(
         name="start_job",
@@ -50,10 +59,7 @@ def register(server: MCPServer, app: App) -> None:
             dict[str, Any], Field(description="The arguments of that tool, as for a direct call")
         ],
     ) -> JobStatus:
-        try:
-            return await app.jobs.start(server, tool, arguments)
-        except JobError as exc:
-            raise ToolError(str(exc)) from exc
+        return await _answer(app.jobs.start(server, tool, arguments))
 
     @server.tool(
         name="job_result",
@@ -67,10 +73,7 @@ def register(server: MCPServer, app: App) -> None:
         job_id: JobId,
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)] = 20.0,
     ) -> JobStatus:
-        try:
-            return await app.jobs.wait(job_id, wait_s)
-        except JobError as exc:
-            raise ToolError(str(exc)) from exc
+        return await _answer(app.jobs.wait(job_id, wait_s))
 
     @server.tool(
         name="cancel_job",
@@ -80,10 +83,7 @@ def register(server: MCPServer, app: App) -> None:
         "final status. A finished job is left as it is.",
     )
     async def cancel_job(job_id: JobId) -> JobStatus:
-        try:
-            return await app.jobs.cancel(job_id)
-        except JobError as exc:
-            raise ToolError(str(exc)) from exc
+        return await _answer(app.jobs.cancel(job_id))
 
     @server.resource(
         JOBS_URI,
