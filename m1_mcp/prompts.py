@@ -5,10 +5,14 @@ One builder per task, so an MCP prompt shows a client exactly what the tool woul
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Callable
+from typing import Any, Literal, get_args
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import Completion, CompletionArgument, PromptReference
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, Completion, CompletionArgument, PromptReference
+from pydantic import ValidationError
 
 from m1_runtime.chat.m1 import Message
 
@@ -137,28 +141,82 @@ def _as_prompt(messages: list[Message]) -> str:
     return "\n\n".join(m.content for m in messages)
 
 
+class CheckedPrompt(Prompt):
+    """A prompt whose bad arguments are a JSON-RPC -32602 error naming what is wrong.
+
+    The SDK turns every rendering failure (a missing or mistyped argument included) into code 0
+    with "Error rendering prompt X"; a client cannot tell its own mistake from a server fault.
+    Unknown argument names are refused too, the same way: a misspelt `show_step` would
+    otherwise be dropped without a word.
+    """
+
+    async def render(self, arguments: dict[str, Any] | None, context: Any) -> Any:
+        given = dict(arguments or {})
+        names = [a.name for a in self.arguments or []]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            takes = ", ".join(names)
+            raise _invalid(self.name, f"unknown argument(s) {_quoted(unknown)}; it takes {takes}")
+        missing = [a.name for a in self.arguments or [] if a.required and a.name not in given]
+        if missing:
+            raise _invalid(self.name, f"missing required argument(s) {_quoted(missing)}")
+        try:
+            return await super().render(given, context)
+        except ValueError as exc:
+            # Our prompt bodies only format text: a ValidationError under the SDK's wrapper is
+            # pydantic refusing an argument value (validate_call runs before the body).
+            if isinstance(exc.__cause__, ValidationError):
+                raise _invalid(self.name, _describe(exc.__cause__)) from exc.__cause__
+            raise
+
+
+def _invalid(prompt: str, what: str) -> MCPError:
+    message = f"Prompt {prompt!r}: {what}"
+    return MCPError(code=INVALID_PARAMS, message=message, data={"prompt": prompt})
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(x) for x in e["loc"]) or "arguments"
+        parts.append(f"argument {where!r}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _add(server: MCPServer, fn: Callable[..., str], name: str, description: str) -> None:
+    server.add_prompt(CheckedPrompt.from_function(fn, name=name, description=description))
+
+
 def register(server: MCPServer) -> None:
-    @server.prompt(name="solve_problem", description="Solve a math/reasoning problem step by step")
     def solve_prompt(problem: str, show_steps: bool = True) -> str:
         return _as_prompt(solve_messages(problem, show_steps))
 
-    @server.prompt(name="practice_problems", description="Make practice problems with answers")
     def practice_prompt(topic: str, difficulty: Difficulty = "medium", count: int = 3) -> str:
         return _as_prompt(practice_messages(topic, difficulty, count))
 
-    @server.prompt(
-        name="analyze_document", description="Summarize, quiz on, or find insights in a document"
-    )
     def document_prompt(text: str, mode: DocMode = "summary", focus: str | None = None) -> str:
         return _as_prompt(document_messages(mode, text, focus))
 
-    @server.prompt(name="review_code", description="Review code for bugs, security, performance")
     def review_prompt(code: str, language: str | None = None, focus: str | None = None) -> str:
         return _as_prompt(review_messages(code, language, focus))
 
-    @server.prompt(name="suggest_improvements", description="Refactor code and explain the changes")
     def improve_prompt(code: str, language: str | None = None) -> str:
         return _as_prompt(improve_messages(code, language))
+
+    _add(server, solve_prompt, "solve_problem", "Solve a math/reasoning problem step by step")
+    _add(server, practice_prompt, "practice_problems", "Make practice problems with answers")
+    _add(
+        server,
+        document_prompt,
+        "analyze_document",
+        "Summarize, quiz on, or find insights in a document",
+    )
+    _add(server, review_prompt, "review_code", "Review code for bugs, security, performance")
+    _add(server, improve_prompt, "suggest_improvements", "Refactor code and explain the changes")
 
     @server.completion()
     async def complete(ref, argument: CompletionArgument, context) -> Completion | None:

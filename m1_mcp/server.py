@@ -19,11 +19,13 @@ from typing import Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.streamable_http import EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 
-from m1_mcp import prompts, resources
+from m1_mcp import prompts, protocol, resources
 from m1_mcp.auth import BearerTokenMiddleware
 from m1_mcp.host_check import HostCheckMiddleware, HostRules
+from m1_mcp.jsonrpc_guard import HttpGuard, guarded_stdio_server
 from m1_mcp.settings import Settings
 from m1_mcp.tools import chat, code_review, documents, jobs, reasoning
 from m1_mcp.tools.common import App
@@ -38,6 +40,10 @@ INSTRUCTIONS = (
     "Resources m1://model and m1://stats describe the model and the live load. For work longer "
     "than a client waits, start_job runs any of them in the background; job_result collects it."
 )
+
+
+# How long a client waits before reconnecting to a stream the server closed (with an event store).
+RETRY_MS = 100
 
 
 def engine_config(s: Settings) -> EngineConfig:
@@ -58,11 +64,13 @@ def build_server(app: App, on_session: Callable[[], None] = lambda: None) -> MCP
         version="0.1.0",
         lifespan=lifespan,
         log_level=app.settings.log_level,
+        cache_hints=protocol.CACHE_HINTS,
     )
     for module in (reasoning, documents, code_review, chat, jobs):
         module.register(server, app)
     prompts.register(server)
     resources.register(server, app)
+    protocol.install(server)
     return server
 
 
@@ -76,13 +84,23 @@ def transport_security(rules: HostRules) -> TransportSecuritySettings:
     )
 
 
-def http_app(server: MCPServer, s: Settings) -> Any:
+def http_app(server: MCPServer, s: Settings, event_store: EventStore | None = None) -> Any:
+    """The ASGI app for SSE or Streamable HTTP. `event_store` (Streamable HTTP only) lets a
+    client resume a dropped stream; the server keeps none (memory grows with every event), the
+    conformance fixture server passes one to run the suite's SSE-polling scenario."""
     rules = HostRules(s.allowed_hosts)
     security = transport_security(rules)
     if s.transport == "sse":
         asgi = server.sse_app(transport_security=security, host=s.host)
     else:
-        asgi = server.streamable_http_app(transport_security=security, host=s.host)
+        asgi = server.streamable_http_app(
+            transport_security=security,
+            host=s.host,
+            event_store=event_store,
+            retry_interval=RETRY_MS if event_store is not None else None,
+        )
+    # Inside the host and token checks: a caller refused there learns nothing about JSON-RPC.
+    asgi = HttpGuard(asgi)
     if s.auth_token:
         return HostCheckMiddleware(BearerTokenMiddleware(asgi, s.auth_token), rules)
     return HostCheckMiddleware(asgi, rules)
@@ -121,16 +139,25 @@ async def serve(settings: Settings) -> None:
                 if settings.transport == "stdio":
                     inner.start_soon(stopper)
                     log.info("m1-mcp: serving MCP over stdio")
-                    await server.run_stdio_async()
+                    await run_stdio(server)
                 else:
                     start_engine()  # no stdout to protect: load at once
-                    await _run_http(server, settings, stop)
+                    await run_http(server, settings, stop)
                 inner.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 log.info("m1-mcp: shutting down")
                 await engine.stop()
             tg.cancel_scope.cancel()
+
+
+async def run_stdio(server: MCPServer) -> None:
+    """`MCPServer.run_stdio_async` with stdin read through the JSON-RPC guard
+    (`m1_mcp/jsonrpc_guard.py`). MCPServer has no public way to run over given streams; its
+    low-level server's `run` is what `run_stdio_async` itself calls."""
+    lowlevel = server._lowlevel_server
+    async with guarded_stdio_server() as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
 async def _end_stdio_process(engine: Engine) -> None:
@@ -160,7 +187,9 @@ async def _watch_signals(stop: anyio.Event) -> None:
             stop.set()
 
 
-async def _run_http(server: MCPServer, s: Settings, stop: anyio.Event) -> None:
+async def run_http(
+    server: MCPServer, s: Settings, stop: anyio.Event, event_store: EventStore | None = None
+) -> None:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -172,7 +201,7 @@ async def _run_http(server: MCPServer, s: Settings, stop: anyio.Event) -> None:
             return nullcontext()
 
     config = uvicorn.Config(
-        http_app(server, s),
+        http_app(server, s, event_store),
         host=s.host,
         port=s.port,
         log_level=s.log_level.lower(),
