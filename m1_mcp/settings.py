@@ -83,9 +83,20 @@ class Settings(BaseModel):
     )
 
     # documents
-    doc_chunk_tokens: int = Field(2048, ge=64, description="Tokens per chunk of a long document")
+    doc_chunk_tokens: int | None = Field(
+        None,
+        ge=64,
+        description="Most tokens per chunk of a long document (unset: as many as the context "
+        "holds next to the prompt and the answer)",
+    )
     doc_chunk_overlap: int = Field(128, ge=0, description="Tokens shared by neighbouring chunks")
     doc_max_chunks: int = Field(64, ge=1, le=4096, description="Most chunks one document may use")
+    doc_parallel_chunks: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Chunks of one document analysed at once (admission still applies)",
+    )
 
     # files
     file_roots: list[Path] = Field(
@@ -136,9 +147,10 @@ class Settings(BaseModel):
         """Cross-field rules that pydantic field validators cannot express alone."""
         if self.default_max_tokens > self.max_max_tokens:
             raise SettingsError("default_max_tokens must not exceed max_max_tokens")
-        if self.doc_chunk_overlap * 2 >= self.doc_chunk_tokens:
+        chunk = self.doc_chunk_tokens
+        if chunk is not None and self.doc_chunk_overlap * 2 >= chunk:
             raise SettingsError("doc_chunk_overlap must be less than half of doc_chunk_tokens")
-        if self.max_model_len is not None and self.doc_chunk_tokens >= self.max_model_len:
+        if chunk is not None and self.max_model_len is not None and chunk >= self.max_model_len:
             raise SettingsError("doc_chunk_tokens must be smaller than max_model_len")
         return self
 

@@ -1,8 +1,11 @@
 """analyze_document: summary, question-answer pairs or insights, map-reduce over long documents.
 
 A document that fits the context next to the prompt and the answer goes in one call. A longer one
-is cut into overlapping token windows; each window is analysed on its own (map, one progress step
-per chunk) and the partial analyses are combined (reduce) — in rounds if they do not fit at once.
+is cut into overlapping token windows, as large as the context allows (or `doc_chunk_tokens`);
+the windows are analysed concurrently (map: up to `doc_parallel_chunks` at once, within the
+engine's admission control; their shared instructions hit the prefix cache) and the partial
+analyses are combined (reduce), in rounds if they do not fit at once. Every item of the result
+is then cited back into the source (citations.py).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from m1_mcp import prompts
+from m1_mcp.tools.citations import Citation, SourceIndex, cite, locate_chunks
 from m1_mcp.tools.common import App, InputError, take_text
 from m1_mcp.tools.guided_json import guided_schema, json_request, schema_budget
 from m1_mcp.tools.runner import Call, Usage, declare, run
@@ -62,6 +67,11 @@ class DocumentAnalysis(BaseModel):
     summary: DocSummary | None = Field(None, description="Set when mode is 'summary'")
     qa: DocQA | None = Field(None, description="Set when mode is 'qa'")
     insights: DocInsights | None = Field(None, description="Set when mode is 'insights'")
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="For each item of the analysis, the passage of the source it matches: its "
+        "chunk and character and line range (found by word matching, not by the model)",
+    )
     usage: Usage
 
 
@@ -104,7 +114,7 @@ class Analysis:
         if len(ids) <= room:
             chunks = [self.document]
         else:
-            size = min(s.doc_chunk_tokens, room)
+            size = room if s.doc_chunk_tokens is None else min(s.doc_chunk_tokens, room)
             overlap = min(s.doc_chunk_overlap, size // 4)
             windows = split_tokens(ids, size, overlap)
             if len(windows) > s.doc_max_chunks:
@@ -127,13 +137,22 @@ class Analysis:
 
         report = call.report
         report.steps = len(chunks) + (1 if len(chunks) > 1 else 0)
-        partials: list[BaseModel] = []
-        for i, chunk in enumerate(chunks):
-            report.step = i
-            report.label = f"chunk {i + 1}/{len(chunks)}" if len(chunks) > 1 else self.mode
+        report.label = f"{len(chunks)} chunks" if len(chunks) > 1 else self.mode
+        found: dict[int, BaseModel] = {}
+        limiter = anyio.Semaphore(s.doc_parallel_chunks)
+
+        async def analyse(i: int, chunk: str) -> None:
             part = f"part {i + 1} of {len(chunks)}" if len(chunks) > 1 else ""
             messages = prompts.document_messages(self.mode, chunk, self.focus, part)
-            partials.append(await call.generate_json(messages, payload_model, schema))
+            async with limiter:
+                found[i] = await call.generate_json(messages, payload_model, schema)
+            if len(chunks) > 1:  # progress counts finished chunks
+                await report.milestone(len(found), f"chunk {len(found)}/{len(chunks)} analysed")
+
+        async with anyio.create_task_group() as tg:
+            for i, chunk in enumerate(chunks):
+                tg.start_soon(analyse, i, chunk)
+        partials: list[BaseModel] = [found[i] for i in range(len(chunks))]
 
         # Reduce in rounds: combine as many partial analyses as fit one prompt, until one is left.
         while len(partials) > 1:
@@ -149,10 +168,13 @@ class Analysis:
             partials = merged
 
         final = partials[0]
+        spans = locate_chunks(self.document, chunks)
+        index = await anyio.to_thread.run_sync(SourceIndex, self.document, spans)
         return DocumentAnalysis(
             mode=self.mode,
             chunks=len(chunks),
             document_tokens=len(ids),
+            citations=cite(final, index),
             summary=final if self.mode == "summary" else None,
             qa=final if self.mode == "qa" else None,
             insights=final if self.mode == "insights" else None,

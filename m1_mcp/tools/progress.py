@@ -73,6 +73,11 @@ class Reporter:
                 f"{self.label} {p.tokens}/{p.max_tokens} tokens: …{p.tail}",
             )
 
+    async def milestone(self, step: int, label: str) -> None:
+        """Step `step` of `steps` is reached (a map-reduce chunk finished): say so at once."""
+        self.step, self.label = step, label
+        await self._send(float(step), float(self.steps), label)
+
     async def accepted(self) -> None:
         """The first notification, sent once the input passed every check and before any
         waiting (a background job counts as accepted from here: m1_mcp/jobs.py)."""

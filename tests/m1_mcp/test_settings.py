@@ -53,7 +53,7 @@ def test_env_lists_and_empty_token() -> None:
         ({"M1_MCP_PORT": "70000"}, "port"),
         ({"M1_MCP_MAX_CONCURRENT": "0"}, "max_concurrent"),
         ({"M1_MCP_DEFAULT_MAX_TOKENS": "9000", "M1_MCP_MAX_MAX_TOKENS": "100"}, "default_max"),
-        ({"M1_MCP_DOC_CHUNK_OVERLAP": "2000"}, "overlap"),
+        ({"M1_MCP_DOC_CHUNK_TOKENS": "2048", "M1_MCP_DOC_CHUNK_OVERLAP": "2000"}, "overlap"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], needle: str) -> None:

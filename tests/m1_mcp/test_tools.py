@@ -206,6 +206,12 @@ async def test_long_document_is_map_reduced_with_progress_per_chunk(tmp_path: Pa
     assert chunks == -(-out["document_tokens"] // (2048 - 64)) and chunks >= 2
     assert out["usage"]["model_calls"] == chunks + 1
     assert out["summary"]["executive_summary"] == "Summary of the whole."
+    items = [
+        (f, i)
+        for f in ("key_points", "details", "conclusions")
+        for i, _ in enumerate(out["summary"][f])
+    ]
+    assert [(c["field"], c["index"]) for c in out["citations"]] == items
     assert {m.split(" ")[1] for m in seen if m.startswith("chunk ")} == {
         f"{i}/{chunks}" for i in range(1, chunks + 1)
     }
