@@ -139,7 +139,10 @@ class Analysis:
         report.steps = len(chunks) + (1 if len(chunks) > 1 else 0)
         report.label = f"{len(chunks)} chunks" if len(chunks) > 1 else self.mode
         found: dict[int, BaseModel] = {}
-        limiter = anyio.Semaphore(s.doc_parallel_chunks)
+        # No more at once than the engine runs: more would only wait in (and could overflow) the
+        # admission queue that other callers share.
+        engine_limit = call.engine.stats().get("max_concurrent") or s.doc_parallel_chunks
+        limiter = anyio.Semaphore(max(1, min(s.doc_parallel_chunks, engine_limit)))
 
         async def analyse(i: int, chunk: str) -> None:
             part = f"part {i + 1} of {len(chunks)}" if len(chunks) > 1 else ""
