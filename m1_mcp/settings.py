@@ -49,6 +49,19 @@ class Settings(BaseModel):
         description="Pipeline stages (each needs a softmax layer; "
         "VLLM_PP_LAYER_PARTITION picks the split)",
     )
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None,
+        description="How vLLM runs its ranks: 'mp' (processes on this machine) or 'ray' (a Ray "
+        "cluster, which can span several machines: run `ray start` on each first; needs Ray "
+        "installed and a GPU platform, vLLM's CPU build has no Ray support); unset: 'mp' when "
+        "tensor_parallel_size x pipeline_parallel_size > 1",
+    )
+    quantization: Literal["fp8", "experts_int8"] | None = Field(
+        None,
+        description="Quantize the bf16 weights as they load (GPUs): 'fp8' (linear layers and "
+        "experts) or 'experts_int8' (MoE experts only); the router, embedding, LM head and norms "
+        "stay unquantized; unset: none",
+    )
     memory_fraction: float = Field(
         0.3, gt=0.0, le=0.98, description="Fraction of device memory (CPU memory on CPU) vLLM takes"
     )
@@ -142,6 +155,14 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("distributed_executor_backend", "quantization", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        # A flag or env var cannot carry None: '' or 'none' unsets a value a TOML file set.
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
     def check(self) -> Settings:
         """Cross-field rules that pydantic field validators cannot express alone."""

@@ -56,6 +56,9 @@ class EngineConfig:
     max_model_len: int | None = 32768
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
+    # None: "mp" when there are several ranks; "ray" runs them on a Ray cluster (several nodes).
+    distributed_executor_backend: str | None = None
+    quantization: str | None = None  # None, "fp8" or "experts_int8": online, from bf16 weights
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None
     enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs

@@ -42,7 +42,12 @@ from m1_runtime.engine.api import (
     thinking_of,
 )
 from m1_runtime.engine.card import M1_SAMPLING, context_length, model_card, recommended_sampling
-from m1_runtime.engine.processes import cpu_binding, prepare_vllm_environment, terminate_children
+from m1_runtime.engine.processes import (
+    cpu_binding,
+    executor_backend,
+    prepare_vllm_environment,
+    terminate_children,
+)
 
 __all__ = ["Engine"]
 
@@ -147,7 +152,9 @@ class Engine:
                 max_model_len=max_len,
                 tensor_parallel_size=tp,
                 pipeline_parallel_size=pp,
-                distributed_executor_backend="mp" if tp * pp > 1 else None,
+                distributed_executor_backend=executor_backend(self.config, current_platform),
+                # Online quantization of the bf16 weights as they load; None keeps them as they are.
+                quantization=self.config.quantization,
                 gpu_memory_utilization=self.config.memory_fraction,
                 enforce_eager=(
                     current_platform.is_cpu()

@@ -67,3 +67,31 @@ def terminate_children(grace_s: float = 5.0) -> None:
             proc.kill()
         except psutil.Error:
             pass
+
+
+def executor_backend(config: EngineConfig, platform: Any) -> str | None:
+    """The backend vLLM runs the ranks with: the configured one, else "mp" when there are
+    several ranks (None lets vLLM run one rank its own way).
+
+    Ray is checked here, before vLLM starts its engine process, because vLLM's own refusals
+    arrive late and buried in an engine-core traceback: its CPU platform names no Ray device
+    (vLLM 0.32 raises "current platform cpu does not support ray" after Ray has started).
+    """
+    ranks = config.tensor_parallel_size * config.pipeline_parallel_size
+    backend = config.distributed_executor_backend or ("mp" if ranks > 1 else None)
+    if backend not in (None, "mp", "ray"):
+        raise ValueError(f"distributed_executor_backend must be 'mp' or 'ray', not {backend!r}")
+    if backend == "ray":
+        if not getattr(platform, "ray_device_key", ""):
+            raise ValueError(
+                f"vLLM cannot run ranks through Ray on its {platform.device_name} platform "
+                "(it names no Ray device there); use distributed_executor_backend = 'mp'"
+            )
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                "distributed_executor_backend = 'ray' needs Ray in this environment "
+                "(pip install 'ray[default]', the same version on every node)"
+            )
+    return backend

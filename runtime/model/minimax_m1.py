@@ -116,6 +116,10 @@ class SparseMoE(nn.Module):
                 "MiniMax-M1/Text-01 checkpoint and are not supported"
             )
         self.hidden_size = arch.hidden_size
+        # The router takes no quant_config, so it stays unquantized whatever the quantization:
+        # it is tiny (hidden x experts) and its float32 logits pick the experts, where a
+        # rounding error changes which experts run rather than nudging a value. (No explicit
+        # quant_config=None either: vLLM 0.26's GateLinear has no such argument.)
         self.gate = GateLinear(
             arch.hidden_size, arch.num_experts, out_dtype=torch.float32, prefix=f"{prefix}.gate"
         )
@@ -189,6 +193,8 @@ class MiniMaxM1Model(nn.Module):
         arch = architecture_of(vllm_config.model_config.hf_config)
         self.arch = arch
         pp = get_pp_group()
+        # The embedding and the LM head take no quant_config: they stay in the model dtype
+        # whatever the quantization (vLLM's online fp8 and experts_int8 would leave them so too).
         self.embed_tokens = (
             VocabParallelEmbedding(arch.vocab_size, arch.hidden_size)
             if pp.is_first_rank

@@ -35,3 +35,14 @@ def test_bad_settings_exit_2_with_the_reason(tmp_path: Path) -> None:
     cfg.write_text("no_such_setting = 1\n")
     done = _run("serve", "--config", str(cfg))
     assert done.returncode == 2 and "unknown settings no_such_setting" in done.stderr
+
+
+def test_parallel_and_quantization_flags_reach_the_settings() -> None:
+    done = _run("doctor", "--quantization", "experts_int8", "--distributed-executor-backend", "ray")
+    assert done.returncode == 0, done.stderr
+    assert "'quantization': 'experts_int8'" in done.stdout
+    assert "'distributed_executor_backend': 'ray'" in done.stdout
+    done = _run("serve", "--quantization", "int4")
+    assert done.returncode == 2 and "quantization" in done.stderr
+    help_text = _run("serve", "--help").stdout
+    assert "--quantization" in help_text and "--distributed-executor-backend" in help_text

@@ -107,3 +107,25 @@ def test_engine_config_is_the_settings_engine_part() -> None:
         default = DEFAULT_MODEL if f.name == "model" and f.default is None else f.default
         assert default == expected, (f.name, default, expected)
     assert engine_config(defaults) == EngineConfig(model=DEFAULT_MODEL)
+
+
+def test_quantization_and_executor_backend(tmp_path: Path) -> None:
+    """Both come from a TOML file, the environment or a flag, reach the engine's config, and
+    take only the values vLLM is driven with here; '' or 'none' unsets a file's value."""
+    from m1_mcp.server import engine_config
+
+    assert Settings().quantization is None and Settings().distributed_executor_backend is None
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('quantization = "fp8"\ndistributed_executor_backend = "ray"\n')
+    s = load_settings(config_path=cfg, environ={})
+    assert (s.quantization, s.distributed_executor_backend) == ("fp8", "ray")
+    engine = engine_config(s)
+    assert (engine.quantization, engine.distributed_executor_backend) == ("fp8", "ray")
+    env = {"M1_MCP_QUANTIZATION": "experts_int8", "M1_MCP_DISTRIBUTED_EXECUTOR_BACKEND": "none"}
+    s = load_settings(config_path=cfg, environ=env)
+    assert (s.quantization, s.distributed_executor_backend) == ("experts_int8", None)
+    s = load_settings(flags={"quantization": ""}, config_path=cfg, environ={})
+    assert s.quantization is None
+    for name, bad in (("quantization", "int4"), ("distributed_executor_backend", "slurm")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings(flags={name: bad}, environ={})
