@@ -207,3 +207,24 @@ def _stdio_session(proc: subprocess.Popen) -> None:
         assert reply["error"]["code"] == code and needle in reply["error"]["message"], reply
     send('{"jsonrpc": "2.0", "id": 8, "method": "logging/setLevel", "params": {"level": "info"}}')
     assert receive() == {"jsonrpc": "2.0", "id": 8, "result": {}}
+
+
+# ------------------------------------------------------------------ SSE
+
+
+def test_sse_malformed_message_gets_its_json_rpc_error(tmp_path) -> None:
+    """The SSE transport's message endpoint goes through the same guard: the POST that carries
+    a malformed message is answered 400 with the JSON-RPC error (the SDK alone said "Could not
+    parse message" in plain text and dropped it)."""
+    with harness.running_http_server("sse", tmp_path, [], harness.server_env()) as srv:
+        with httpx.Client(timeout=30) as http:
+            with http.stream("GET", srv.url, headers={"Accept": "text/event-stream"}) as events:
+                lines = events.iter_lines()
+                endpoint = next(ln[5:].strip() for ln in lines if ln.startswith("data:"))
+                url = str(httpx.URL(srv.url).join(endpoint))
+                for body, code, rid in MALFORMED:
+                    r = http.post(url, content=body, headers={"Content-Type": "application/json"})
+                    assert r.status_code == 400, (body, r.text)
+                    assert (r.json()["id"], r.json()["error"]["code"]) == (rid, code), body
+                ok = http.post(url, json=harness.initialize_request("raw-sse"))
+                assert ok.status_code == 202, ok.text
