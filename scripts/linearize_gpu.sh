@@ -3,7 +3,8 @@
 # Everything goes under $OUT (default ./linearize-results):
 #   delta/ (delta.safetensors + delta.json: the few-MB result to commit), metrics.json,
 #   quality.md (teacher vs hybrid table and every answer), log.txt, teacher_text.pt,
-#   checkpoint/ + vllm_check.json (the built hybrid run by our vLLM plugin).
+#   vllm_check.json (the built hybrid run by our vLLM plugin; the checkpoint/ it built stays in
+#   WORK: 540 MB is too much to bring back).
 #
 #   usage: scripts/linearize_gpu.sh [text|train|vllm|all] [extra recipe flags...]
 # "all" (the default) runs the three steps in order; each fits one 10-minute device command on
@@ -16,17 +17,25 @@ if [ -z "${PYTHONPATH:-}" ]; then
     for env in .gpukit/p*/env.sh; do [ -f "$env" ] && source "$env" && break; done
 fi
 OUT=${OUT:-$PWD/linearize-results}
+# The recipe works in WORK, which outlives one device command on a warm machine (the device's
+# $OUT is fresh for each command): the "train" step reuses the "text" step's teacher text.
+# Each step then copies WORK into $OUT.
+WORK=${LINEARIZE_WORK:-/tmp/linearize-work}
 STEP=${1:-all}; shift || true
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK"
+copy_back() { for f in "$WORK"/*; do [ "${f##*/}" = checkpoint ] || cp -r "$f" "$OUT"/; done; }
+trap copy_back EXIT
 export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DEVICE=${LINEARIZE_DEVICE:-cuda}  # cpu: a dry run of the plumbing with --scale toy
 GGUF=()
 [ -n "${SMOL_GGUF:-}" ] && GGUF=(--gguf "$SMOL_GGUF")
 
 # Fail in seconds, not minutes in, on anything missing.
-python3 - "${SMOL_GGUF:-}" <<'PY'
+"$PY" - "${SMOL_GGUF:-}" "$DEVICE" <<'PY'
 import importlib, sys
 import torch
-assert torch.cuda.is_available(), "no CUDA device"
+assert sys.argv[2] == "cpu" or torch.cuda.is_available(), "no CUDA device"
 for mod in ("gguf", "accelerate", "transformers", "safetensors"):
     importlib.import_module(mod)
 if sys.argv[1]:
@@ -34,15 +43,16 @@ if sys.argv[1]:
 else:
     sys.path.insert(0, "runtime/engine")
     import smol_m1; print("GGUF:", smol_m1.gguf_path(), file=sys.stderr)
-print("preflight ok:", torch.cuda.get_device_name(), file=sys.stderr)
+print("preflight ok:", torch.cuda.get_device_name() if sys.argv[2] != "cpu" else "cpu", file=sys.stderr)
 PY
-python3 -m pip install -q --no-deps --no-build-isolation -e . >&2
+[ -n "${LINEARIZE_SKIP_INSTALL:-}" ] || "$PY" -m pip install -q --no-deps --no-build-isolation -e . >&2
 
-run() { python3 -m scripts.linearize --scale full --device cuda --out "$OUT" "${GGUF[@]}" "$@"; }
+run() { "$PY" -m scripts.linearize --scale full --device "$DEVICE" --out "$WORK" "${GGUF[@]}" "$@"; }
+check() { "$PY" -m scripts.linearize.vllm_check --delta "$WORK/delta" --out "$WORK" "${GGUF[@]}" "$@"; }
 case "$STEP" in
     text)  run --text-only "$@" ;;
     train) run --reuse-text "$@" ;;
-    vllm)  python3 -m scripts.linearize.vllm_check --delta "$OUT/delta" --out "$OUT" "${GGUF[@]}" "$@" ;;
-    all)   run "$@" && python3 -m scripts.linearize.vllm_check --delta "$OUT/delta" --out "$OUT" "${GGUF[@]}" ;;
+    vllm)  check "$@" ;;
+    all)   run "$@" && check ;;
     *) echo "unknown step $STEP (text|train|vllm|all)" >&2; exit 2 ;;
 esac

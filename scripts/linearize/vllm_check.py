@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         max_model_len=2048,
         enforce_eager=True,
         seed=0,
-        gpu_memory_utilization=0.3,
+        kv_cache_memory_bytes=512 << 20,  # CPU runs need it explicit (tests/runtime)
     )
     params = SamplingParams(temperature=0.0, max_tokens=48, prompt_logprobs=0)
     outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
