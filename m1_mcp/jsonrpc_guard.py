@@ -212,8 +212,12 @@ def _take_stdin() -> tuple[BinaryIO, Callable[[], None] | None]:
         os.dup2(null, 0)
     finally:
         os.close(null)
+
+    def restore() -> None:
+        os.dup2(wire, 0)
+
     # closefd=False: the reader thread may still block on it after we return.
-    return os.fdopen(wire, "rb", closefd=False), lambda: os.dup2(wire, 0)
+    return os.fdopen(wire, "rb", closefd=False), restore
 
 
 @asynccontextmanager

@@ -90,6 +90,7 @@ def http_app(server: MCPServer, s: Settings, event_store: EventStore | None = No
     conformance fixture server passes one to run the suite's SSE-polling scenario."""
     rules = HostRules(s.allowed_hosts)
     security = transport_security(rules)
+    asgi: Any
     if s.transport == "sse":
         asgi = server.sse_app(transport_security=security, host=s.host)
     else:
