@@ -75,7 +75,14 @@ class Settings(BaseModel):
     )
 
     # admission control
-    max_concurrent: int = Field(8, ge=1, le=1024, description="Generations running at once")
+    max_concurrent: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Generations running at once; unset: what the engine batches, read from vLLM "
+        "at start-up (its max_num_seqs, 128 by default, bounded by how many full-context "
+        "requests its KV cache holds)",
+    )
     max_queue: int = Field(32, ge=0, le=10_000, description="Calls waiting for a slot")
     # background jobs (start_job / job_result / cancel_job)
     max_jobs: int = Field(64, ge=1, le=1024, description="Background jobs kept, running or done")

@@ -1,6 +1,9 @@
 """Admission control and the engine's counters: at most `max_concurrent` generations run, at
 most `max_queue` wait for a slot, and anything beyond is refused at once with a clear error
-(a queue that grows without bound only turns overload into timeouts)."""
+(a queue that grows without bound only turns overload into timeouts).
+
+`max_concurrent` may be left to the engine (`None`): the limit is then fixed once the engine has
+started, by `batch_limit`, from what vLLM batches in one step and what its KV cache holds."""
 
 from __future__ import annotations
 
@@ -32,13 +35,34 @@ class Counters:
     completion_tokens: int = 0
 
 
+def batch_limit(configured: int | None, max_num_seqs: int, kv_max_concurrency: float | None) -> int:
+    """How many generations run at once: the configured number when there is one, else what the
+    engine can really run together: vLLM's `max_num_seqs` (the most sequences one scheduler step
+    batches), bounded by how many requests of the full context length its KV cache holds (more
+    would only wait inside vLLM, invisible to our queue and its limit)."""
+    if configured is not None:
+        return configured
+    limit = max_num_seqs
+    if kv_max_concurrency is not None and kv_max_concurrency > 0:
+        limit = min(limit, int(kv_max_concurrency))
+    return max(1, limit)
+
+
 class Admission:
-    def __init__(self, max_concurrent: int, max_queue: int) -> None:
-        self.max_concurrent = max_concurrent
+    def __init__(self, max_concurrent: int | None, max_queue: int) -> None:
+        self.max_concurrent = max_concurrent  # None until the engine has said (set_limit)
         self.max_queue = max_queue
         self.counters = Counters()
-        self._slots = anyio.Semaphore(max_concurrent)
+        self._slots = anyio.Semaphore(max_concurrent or 1)
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens)
+
+    def set_limit(self, max_concurrent: int) -> None:
+        """Fix the number of slots; only before the first generation, while none is held."""
+        c = self.counters
+        if c.running or c.queued:
+            raise RuntimeError("the admission limit can only change while no generation runs")
+        self.max_concurrent = max_concurrent
+        self._slots = anyio.Semaphore(max_concurrent)
 
     @asynccontextmanager
     async def slot(

@@ -62,7 +62,9 @@ class EngineConfig:
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None
     enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs
-    max_concurrent: int = 8
+    # None: what the engine runs together, read from vLLM once it has started: its max_num_seqs
+    # (128 unless set) bounded by the full-context requests its KV cache holds (batch_limit).
+    max_concurrent: int | None = None
     max_queue: int = 32
     log_level: str = "INFO"
 

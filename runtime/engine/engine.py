@@ -27,7 +27,7 @@ from m1_runtime.chat import formats as chat_formats
 from m1_runtime.chat import m1 as chat
 from m1_runtime.chat.m1 import Message
 from m1_runtime.engine import outputs
-from m1_runtime.engine.admission import Admission
+from m1_runtime.engine.admission import Admission, batch_limit
 from m1_runtime.engine.api import (
     EngineConfig,
     EngineError,
@@ -84,6 +84,7 @@ class Engine:
         self._load_started = 0.0
         self._load_s: float | None = None
         self._admission = Admission(config.max_concurrent, config.max_queue)
+        self._batch_limit = config.max_concurrent or 1  # the engine's own figure once built
         self._info: dict[str, Any] = {}
         self._sampling = dict(M1_SAMPLING)
         self._loading_step = "loading the model"  # what progress messages say while loading
@@ -113,6 +114,9 @@ class Engine:
         finally:
             self._ready.set()
         if self.state == "loading":
+            # Set here, on the event loop, before any generation can take a slot.
+            self._admission.set_limit(self._batch_limit)
+            log.info("engine: %d generations run at once", self._batch_limit)
             self.state = "ready"
             self._load_s = time.monotonic() - self._load_started
             log.info("engine: ready in %.1f s", self._load_s)
@@ -161,7 +165,8 @@ class Engine:
                     if self.config.enforce_eager is None
                     else self.config.enforce_eager
                 ),
-                max_num_seqs=max(self.config.max_concurrent, 1),
+                # None: vLLM's own default for the platform; the admission limit follows it.
+                max_num_seqs=self.config.max_concurrent,
                 disable_log_stats=True,
                 enable_prefix_caching=False,
                 structured_outputs_config=StructuredOutputsConfig(**STRUCTURED_OUTPUTS),
@@ -176,6 +181,11 @@ class Engine:
             self._sampling = recommended_sampling(self.model_dir)
             model_config = llm.model_config
             self._max_model_len = int(model_config.max_model_len)
+            self._batch_limit = batch_limit(
+                self.config.max_concurrent,
+                int(llm.vllm_config.scheduler_config.max_num_seqs),
+                getattr(llm.vllm_config.cache_config, "kv_cache_max_concurrency", None),
+            )
             self._info = self._describe(model_config, dtype, current_platform)
         finally:
             self._done_loading.set()

@@ -86,6 +86,20 @@ def test_every_setting_has_a_serve_flag() -> None:
     assert "--config" in serve_help and "--transport" in serve_help
 
 
+def test_max_concurrent_defaults_to_the_engine() -> None:
+    """Unset, the admission limit is what vLLM batches (its max_num_seqs) bounded by the
+    full-context requests its KV cache holds; a configured number is taken as it is."""
+    from m1_runtime.engine.admission import batch_limit
+
+    assert Settings().max_concurrent is None
+    assert load_settings(environ={"M1_MCP_MAX_CONCURRENT": "16"}).max_concurrent == 16
+    assert batch_limit(None, 128, 4096.0) == 128
+    assert batch_limit(None, 128, 37.9) == 37  # only whole full-context requests fit
+    assert batch_limit(None, 128, 0.4) == 1
+    assert batch_limit(None, 256, None) == 256  # no KV figure: the scheduler's bound alone
+    assert batch_limit(8, 128, 37.9) == 8
+
+
 def test_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "configs" / "server.example.toml"
     s = load_settings(config_path=example, environ={})
