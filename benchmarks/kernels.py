@@ -3,8 +3,11 @@
 
     python benchmarks/kernels.py --check --sweep --bench --out DIR
 
---check  runs the GPU test suite (tests/kernels/triton_suite.py at full size) into DIR/check.log
---sweep  times launch configurations of the Triton kernels (prefill bf16/fp32, decode)
+--check  runs the GPU kernel cases (tests/kernels/test_lightning_triton.py -m gpu, full size)
+         into DIR/check.log
+--sweep  times launch configurations of the Triton kernels (prefill bf16/fp32, decode);
+         with --install, writes the fastest into m1_kernels/lightning/tuned/configs.json as this
+         GPU's entry (kernels/lightning/configs.py); the bench of the same run times them
 --bench  times every implementation at M1's layer shape (64 heads x 128) and writes
          DIR/kernels-h200.json (rows: op, tokens|sequences, implementation, dtype, ms, rel_err),
          DIR/kernels-h200.md and DIR/kernels-h200.png (when matplotlib is importable)
@@ -20,6 +23,7 @@ triton.testing.do_bench (eager launches) or do_bench_cudagraph (graph replay, fo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.util
 import itertools
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,14 +43,24 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from m1_kernels.lightning import configs  # noqa: E402
+from m1_kernels.lightning.configs import (  # noqa: E402
+    ConfigTable,
+    DecodeConfig,
+    DeviceConfigs,
+    GluonConfig,
+    PrefillConfig,
+)
 from m1_kernels.lightning.testing import layer_slopes, rel_err  # noqa: E402
 from m1_kernels.lightning.torch_chunked import chunked_sequence  # noqa: E402
 
 H, D, KV_HEADS = 64, 128, 8
-# float32 inputs through 3xTF32 dots (timed beside the IEEE default; --sweep --install updates it)
-TF32X3_CFG: dict | None = dict(
-    C=64, BV=64, num_warps=8, num_stages=2, PREC="tf32x3", UNROLL=1, EARLY=False
-)
+# float32 inputs through 3xTF32 dots, timed beside the IEEE default (a sweep's winner replaces
+# it for the bench of the same run)
+TF32X3 = PrefillConfig(
+    block_rows=64, v_slice=64, num_warps=8, num_stages=2, state_update_first=False, tma=False,
+    dot_precision="tf32x3",
+)  # fmt: skip
 DEV = "cuda"  # --dry-run switches to the CPU (Triton interpreter, tiny shapes) to test this file
 PREFILL_SHAPES = [(1, 4096), (1, 16384), (1, 32768), (1, 131072), (16, 2048)]
 DECODE_BATCHES = [1, 16, 64, 256]
@@ -211,10 +226,6 @@ def load_vllm():
 # ----------------------------------------------------------------------------- sweep
 
 
-def _cfgs(keys: tuple[str, ...], *values: tuple) -> list[dict]:
-    return [dict(zip(keys, v, strict=True)) for v in values]
-
-
 def compiled_resources(jit_fn) -> list[str]:
     """Registers, spills and shared memory of each variant of jit_fn compiled so far (for the
     sweep's log; the cache layout is Triton's internal, so failures just yield nothing)."""
@@ -233,42 +244,88 @@ def compiled_resources(jit_fn) -> list[str]:
     return lines
 
 
-def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
-    """Time launch configurations; with install, make the fastest the defaults for --bench."""
-    global TF32X3_CFG
+@dataclass(frozen=True)
+class SweepWinners:
+    """The fastest configuration of each kind the sweep timed (None: that set did not run)."""
+
+    prefill_float32: PrefillConfig | None = None  # IEEE dots, within 1e-5 of float64
+    prefill_16bit: PrefillConfig | None = None  # bf16 at batch 1 (float16 takes it without Gluon)
+    decode_few_rows: DecodeConfig | None = None
+    decode_many_rows: DecodeConfig | None = None
+    tf32x3: PrefillConfig | None = None  # float32 through 3xTF32: a benchmark row, not a default
+
+
+def tuned_entry(current: DeviceConfigs, winners: SweepWinners, source: str) -> DeviceConfigs:
+    """current with the winners in place of what they replace (everything else kept)."""
+    prefill = dict(current.prefill)
+    if winners.prefill_float32 is not None:
+        prefill["float32"] = winners.prefill_float32
+    if winners.prefill_16bit is not None:
+        prefill["bfloat16"] = winners.prefill_16bit
+        prefill["float16"] = dataclasses.replace(winners.prefill_16bit, gluon=None)
+    return dataclasses.replace(
+        current,
+        source=source,
+        prefill=prefill,
+        decode_few_rows=winners.decode_few_rows or current.decode_few_rows,
+        decode_many_rows=winners.decode_many_rows or current.decode_many_rows,
+    )
+
+
+def install(winners: SweepWinners, device: str, path: Path = configs.TABLE_PATH) -> ConfigTable:
+    """Write the winners into the configuration table at path as device's entry (starting
+    from the entry the device uses now), and have the kernels read the file again."""
+    table = configs.load_table(path)
+    source = f"benchmarks/kernels.py --sweep --install on {device}, {time.strftime('%Y-%m-%d')}"
+    new = table.with_device(device, tuned_entry(table.for_device(device), winners, source))
+    configs.save_table(new, path)
+    configs.reload_installed()
+    return new
+
+
+def sweep(out_dir: Path, what: str = "all") -> SweepWinners:
+    """Time launch configurations around the installed ones; return the fastest of each kind."""
     from m1_kernels.lightning import triton_decode as dec
     from m1_kernels.lightning import triton_prefill as pre
 
-    keys = ("C", "BV", "num_warps", "num_stages", "PREC", "UNROLL", "EARLY", "TMA")
-    # Also tried on 2026-11-28 and dropped (slower at 16K; benchmarks/KERNELS_NOTES.md): Triton's
-    # warp specialisation, accumulator multi-buffering off, the row decay folded out of the
-    # output, one program per head (BV = 128, 8 warps), C = 128, 2 stages for many sequences,
-    # and the intra-block decay matrix in fp16 (within noise: -2% on one machine, +1% on another).
-    base = dict(C=64, BV=64, num_warps=4, PREC="ieee", UNROLL=1, EARLY=True, TMA=True, GLUON=False)
-    triton_default = dict(base, num_stages=4, STATE_T=False)
+    tuned = configs.device_configs(torch.device(DEV))
+    # Also tried on 2026-11-28 and dropped (slower at 16K; docs/kernels.md): Triton's warp
+    # specialisation, accumulator multi-buffering off, the row decay folded out of the output,
+    # one program per head (BV = 128, 8 warps), C = 128, 2 stages for many sequences, and the
+    # intra-block decay matrix in fp16 (within noise: -2% on one machine, +1% on another).
+    triton_only = PrefillConfig(
+        block_rows=64, v_slice=64, num_warps=4, num_stages=4, state_update_first=True, tma=True
+    )
+    gluon = GluonConfig(
+        min_tokens=8192, v_slice=64, stages=3, handovers=2, intra_registers=232,
+        max_registers=168, hand_over_early=False,
+    )  # fmt: skip
     bf16_space = [
-        triton_default,
-        dict(base, num_stages=4, STATE_T=True),  # the state held transposed (`_block_t`)
+        triton_only,
+        dataclasses.replace(triton_only, state_transposed=True),  # S^T (`_block_t`)
     ] + [  # full blocks in the warp-specialised Gluon kernel (stages; X handed over early)
-        dict(
-            triton_default, GLUON=True, GLUON_MIN_TOKENS=8192,
-            GLUON_CFG=dict(NS=ns, INTRA_REGS=232, EARLY_X=early),
+        dataclasses.replace(
+            triton_only, gluon=dataclasses.replace(gluon, stages=ns, hand_over_early=early)
         )
         for ns, early in [(2, True), (3, False), (3, True), (4, True)]
-    ]  # fmt: skip
+    ]
     # one program per head (no duplicated q k^T) for many sequences, where the grid is full
-    per_head = dict(pre.MANY_SEQUENCES)
-    fp32_space = _cfgs(
-        keys,
-        (32, 32, 4, 1, "ieee", 1, False, False),
-        (32, 32, 8, 1, "ieee", 1, False, False),
-        (32, 32, 8, 2, "ieee", 1, False, True),
-        (64, 64, 8, 1, "ieee", 1, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, False),
-        (64, 64, 8, 2, "tf32x3", 1, False, True),
+    per_head = tuned.many_sequences
+    small = functools.partial(PrefillConfig, block_rows=32, v_slice=32, state_update_first=False)
+    wide = functools.partial(
+        PrefillConfig, block_rows=64, v_slice=64, num_warps=8, state_update_first=False
     )
-    summary = {}
-    best_bf16: list[dict] = []
+    fp32_space = [
+        small(num_warps=4, num_stages=1, tma=False),
+        small(num_warps=8, num_stages=1, tma=False),
+        small(num_warps=8, num_stages=2, tma=True),
+        wide(num_stages=1, tma=False),
+        wide(num_stages=2, tma=False, dot_precision="tf32x3"),
+        wide(num_stages=2, tma=True, dot_precision="tf32x3"),
+    ]
+    summary: dict = {}
+    winners = SweepWinners()
+    best_bf16: list[PrefillConfig] = []
     for tag, dtype, B, T, space in [
         ("bf16 1x16K", torch.bfloat16, 1, 16384, bf16_space),
         ("bf16 16x2K", torch.bfloat16, 16, 2048, None),
@@ -279,7 +336,7 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
             continue  # "prefill" runs every prefill set
         space = space if space is not None else best_bf16[:3]
         if tag == "bf16 16x2K":
-            space = [*space, per_head, dict(per_head, num_stages=2)]
+            space = [*space, per_head, dataclasses.replace(per_head, num_stages=2)]
         if DEV != "cuda":  # dry run: tiny
             T, space = max(T // 128, 40), space[:3]
         q, k, v, slopes, states, slots, cu, fresh = make_inputs(B, T, dtype)
@@ -298,25 +355,27 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         log(f"sweep prefill {tag}: best (ms, rel err, config):")
         for ms, err, cfg in res[:10]:
             log(f"  {ms:.4f}  {err:.2e}  {cfg}")
-        summary[tag] = [(ms, err, cfg) for ms, err, cfg in res]
+        summary[tag] = [(ms, err, configs.plain(cfg)) for ms, err, cfg in res]
         if tag.startswith("bf16 1x"):
             best_bf16 = [cfg for _, err, cfg in res if err < 1e-2]  # only exact enough ones
+            if best_bf16:  # the last batch-1 set decides (the longest sequence)
+                winners = dataclasses.replace(winners, prefill_16bit=best_bf16[0])
         if tag.startswith("fp32"):
             ok = [r for r in res if r[1] < 1e-5]
-            exact = [r for r in ok if r[2]["PREC"] == "ieee"]
-            if exact and install:
-                pre.CONFIGS[torch.float32] = exact[0][2]
+            exact = [r[2] for r in ok if r[2].dot_precision == "ieee"]
+            x3 = [r[2] for r in ok if r[2].dot_precision == "tf32x3"]
+            winners = dataclasses.replace(
+                winners,
+                prefill_float32=exact[0] if exact else None,
+                tf32x3=x3[0] if x3 else None,
+            )
             if ok:
-                summary["fp32 fastest within 1e-5"] = ok[0]
-            x3 = [r for r in ok if r[2]["PREC"] == "tf32x3"]
-            if x3 and install:
-                TF32X3_CFG = x3[0][2]
-    if best_bf16 and install:
-        pre.CONFIGS[torch.bfloat16] = best_bf16[0]
-        pre.CONFIGS[torch.float16] = best_bf16[0]
+                summary["fp32 fastest within 1e-5"] = (ok[0][0], ok[0][1], configs.plain(ok[0][2]))
 
-    dkeys = ("BV", "num_warps", "HEADS_FIRST", "STORE")
-    dspace = _cfgs(dkeys, *itertools.product([32, 64, 128], [2, 4, 8], [False, True], ["", ".cs"]))
+    dspace = [
+        DecodeConfig(v_slice=bv, num_warps=w, heads_first=hf, state_store=st)
+        for bv, w, hf, st in itertools.product([32, 64, 128], [2, 4, 8], [False, True], ["", ".cs"])
+    ]
     if DEV != "cuda":
         dspace = dspace[:2]
     for B in ([1, 256] if DEV == "cuda" else [1]) if what == "all" else []:  # decode
@@ -324,45 +383,42 @@ def sweep(out_dir: Path, install: bool = False, what: str = "all") -> None:
         q, k, v, slopes, _, _, _, _ = make_inputs(B, 1, torch.bfloat16)
         bufs = [torch.randn(B, H, D, D, device=DEV) * 0.05 for _ in range(n_buf)]
         slots = torch.arange(B, device=DEV, dtype=torch.int32)
-        res = []
-        for cfg in dspace:
+        dres = []
+        for dcfg in dspace:
             try:
                 fns = [
-                    lambda s=s, cfg=cfg: dec.triton_decode(q, k, v, slopes, s, slots, config=cfg)
+                    lambda s=s, c=dcfg: dec.triton_decode(q, k, v, slopes, s, slots, config=c)
                     for s in bufs
                 ]
-                us = bench_graph_ms(fns) * 1e3
-                res.append((us, cfg))
+                dres.append((bench_graph_ms(fns) * 1e3, dcfg))
             except Exception as exc:
-                log(f"  decode {cfg}: failed {type(exc).__name__}: {str(exc)[:160]}")
-        res.sort(key=lambda r: r[0])
+                log(f"  decode {dcfg}: failed {type(exc).__name__}: {str(exc)[:160]}")
+        dres.sort(key=lambda r: r[0])
         log(f"sweep decode B={B} (graph replay): best (us, config):")
-        for us, cfg in res[:8]:
-            log(f"  {us:.2f}  {cfg}")
-        summary[f"decode B={B}"] = res
-        if res and install:
-            if B < dec.MANY_ROWS:
-                dec.CONFIG_FEW = res[0][1]
-            else:
-                dec.CONFIG_MANY = res[0][1]
+        for us, dcfg in dres[:8]:
+            log(f"  {us:.2f}  {dcfg}")
+        summary[f"decode B={B}"] = [(us, configs.plain(c)) for us, c in dres]
+        if dres:
+            few = B < tuned.decode_many_rows_from
+            key = "decode_few_rows" if few else "decode_many_rows"
+            winners = dataclasses.replace(winners, **{key: dres[0][1]})
     from m1_kernels.lightning import gluon_prefill as glu
 
     for fn in (pre._prefill_kernel, glu._gluon_prefill_kernel, dec._decode_kernel):
         log(f"compiled variants of {fn.__name__}:")
         for line in compiled_resources(fn):
             log("  " + line)
-    log(f"in use: prefill {pre.CONFIGS}, decode {dec.CONFIG_FEW} / {dec.CONFIG_MANY}")
-    summary["in use"] = {
-        "prefill": {str(k): v for k, v in pre.CONFIGS.items()},
-        "decode": [dec.CONFIG_FEW, dec.CONFIG_MANY],
-    }
-    (out_dir / "kernels-h200.sweep.json").write_text(json.dumps(summary, indent=1, default=str))
+    summary["installed before the sweep"] = configs.plain(tuned)
+    summary["winners"] = configs.plain(winners)
+    log(f"winners: {winners}")
+    (out_dir / "kernels-h200.sweep.json").write_text(json.dumps(summary, indent=1))
+    return winners
 
 
 # ----------------------------------------------------------------------------- bench
 
 
-def bench(out_dir: Path) -> list[dict]:
+def bench(out_dir: Path, tf32x3: PrefillConfig = TF32X3) -> list[dict]:
     from m1_kernels.lightning.triton_decode import triton_decode
     from m1_kernels.lightning.triton_prefill import triton_prefill
 
@@ -398,8 +454,8 @@ def bench(out_dir: Path) -> list[dict]:
                 del o
                 ms = bench_ms(lambda: triton_prefill(q, k, v, slopes, states, slots, cu, fresh))
                 add("prefill", "tokens", label, "m1", name, ms, err)
-                if name == "fp32" and TF32X3_CFG:
-                    cfg = TF32X3_CFG
+                if name == "fp32":
+                    cfg = tf32x3
                     o = triton_prefill(q, k, v, slopes, states, slots, cu, fresh, config=cfg)
                     sync()
                     err = max(rel_err(o, ref_o), rel_err(states, ref_s))
@@ -713,7 +769,11 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--sweep-what", choices=["all", "prefill", "bf16"], default="all")
-    ap.add_argument("--install", action="store_true", help="--sweep's winners become defaults")
+    ap.add_argument(
+        "--install",
+        action="store_true",
+        help=f"write --sweep's winners into {configs.TABLE_PATH.name} for this GPU",
+    )
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU (interpreter)")
     ap.add_argument("--plot", type=Path, help="draw the PNG and the table from this JSON; exit")
     ap.add_argument(
@@ -746,11 +806,8 @@ def main() -> None:
     log(f"{torch.cuda.get_device_name()} torch {torch.__version__}")
     if args.check:
         t = time.time()
-        env = dict(
-            os.environ,
-            M1_KERNEL_DEVICE="cuda",
-            PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
-        )
+        env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
+        env.pop("TRITON_INTERPRET", None)
         p = subprocess.run(
             [
                 sys.executable,
@@ -760,7 +817,9 @@ def main() -> None:
                 "-p",
                 "no:cacheprovider",
                 "-x",
-                str(ROOT / "tests/kernels/triton_suite.py"),
+                "-m",
+                "gpu",
+                str(ROOT / "tests/kernels/test_lightning_triton.py"),
             ],
             cwd=ROOT,
             env=env,
@@ -772,10 +831,15 @@ def main() -> None:
             f"check: rc={p.returncode} in {time.time() - t:.0f}s\n"
             f"{p.stdout[-3000:]}{p.stderr[-2000:]}"
         )
+    tf32x3 = TF32X3
     if args.sweep:
-        sweep(args.out, install=args.install, what=args.sweep_what)
+        winners = sweep(args.out, what=args.sweep_what)
+        tf32x3 = winners.tf32x3 or TF32X3
+        if args.install:
+            install(winners, torch.cuda.get_device_name())
+            log(f"installed into {configs.TABLE_PATH} (commit it to keep them)")
     if args.bench:
-        bench(args.out)
+        bench(args.out, tf32x3)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from m1_kernels.lightning.configs import GluonConfig
 from m1_kernels.lightning.layout import rows_matrix
 
 
@@ -249,11 +250,6 @@ def _gluon_prefill_kernel(
     # fmt: on
 
 
-# Chosen on an H200 (benchmarks/KERNELS_NOTES.md). NS: stages of q, k, v; NX: hand-over buffers
-# of X and o; MAXNREG: registers per thread of the kernel as a whole (12 warps share the file).
-GLUON_CONFIG = dict(BV=64, NS=3, NX=2, INTRA_REGS=232, MAXNREG=168, EARLY_X=False)
-
-
 @functools.cache
 def _tile_layout(rows: int, cols: int) -> gl.NVMMASharedLayout:
     """Shared-memory layout of a 16-bit tile (computed once: ~6 us per call on a slow host)."""
@@ -266,20 +262,20 @@ def _desc(x: torch.Tensor, rows: int, cols: int) -> TensorDescriptor:
 
 
 def gluon_prefill_full_blocks(
-    q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, C: int, config: dict | None = None
+    q, k, v, out, slopes, states, slots, cu_seqlens, fresh_u8, C: int, config: GluonConfig
 ) -> None:
     """Run every full block of C rows of each sequence, writing out's rows and the state after
     the last full block into each sequence's slot. No host synchronisation. C is the caller's
-    block size: its tail launch starts where these blocks end."""
-    cfg = dict(GLUON_CONFIG, **(config or {}))
+    block size: its tail launch starts where these blocks end. config: the Gluon part of the
+    caller's launch configuration (`configs.GluonConfig`)."""
     T, H, D = q.shape
-    BV = min(cfg["BV"], D)
+    BV = min(config.v_slice, D)
     B = cu_seqlens.shape[0] - 1
     _gluon_prefill_kernel[(B, H, D // BV)](
         _desc(q, C, D), _desc(k, C, D), _desc(v, C, BV), _desc(out, C, BV),
         states, slopes, slots, cu_seqlens, fresh_u8,
         q.stride(1), k.stride(1), v.stride(1), out.stride(1), states.stride(0), states.stride(1),
-        D=D, BV=BV, C=C, NS=cfg["NS"], NX=cfg["NX"],
-        INTRA_REGS=cfg["INTRA_REGS"], EARLY_X=cfg["EARLY_X"],
-        num_warps=4, maxnreg=cfg["MAXNREG"],
+        D=D, BV=BV, C=C, NS=config.stages, NX=config.handovers,
+        INTRA_REGS=config.intra_registers, EARLY_X=config.hand_over_early,
+        num_warps=4, maxnreg=config.max_registers,
     )  # fmt: skip

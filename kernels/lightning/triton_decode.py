@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from m1_kernels.lightning.configs import DecodeConfig, device_configs
 from m1_kernels.lightning.layout import check_layout
 from m1_kernels.lightning.triton_math import expm1
 
@@ -73,15 +74,10 @@ def _decode_kernel(
         tl.store(o_ptrs, o.to(OUT.dtype.element_ty))
 
 
-# Chosen by measurement on an H200 (benchmarks/KERNELS_NOTES.md). BV: D_v slice per program;
-# STORE: cache modifier of the state store ("" = default, ".cs" = streaming); HEADS_FIRST:
-# program order (see the kernel). An evict-first hint on the state load gained nothing.
-# Few rows want many small programs (latency: 4.45 us at one sequence); many rows want wide ones
-# and heads-first order (bandwidth: 536 us at 256 sequences, 94% of copy bandwidth, against
-# 566 us in row-first order on the same machine).
-CONFIG_FEW: dict = dict(BV=32, num_warps=4, STORE=".cs", HEADS_FIRST=True)
-CONFIG_MANY: dict = dict(BV=128, num_warps=4, STORE="", HEADS_FIRST=True)
-MANY_ROWS = 64  # rows (sequences) from which CONFIG_MANY is used
+def default_decode_config(q: torch.Tensor) -> DecodeConfig:
+    """The measured configuration for q's device and row count (tuned/configs.json): few rows
+    want many small programs (latency), many rows wide programs (bandwidth)."""
+    return device_configs(q.device).decode_for(q.shape[0])
 
 
 def triton_decode(
@@ -91,17 +87,18 @@ def triton_decode(
     slopes: torch.Tensor,
     states: torch.Tensor,
     slots: torch.Tensor,
-    config: dict | None = None,
+    config: DecodeConfig | None = None,
 ) -> torch.Tensor:
-    """`kernels.lightning_decode` on CUDA (or on CPU under TRITON_INTERPRET=1)."""
+    """`kernels.lightning_decode` on CUDA (or on CPU under TRITON_INTERPRET=1); config replaces
+    the measured launch configuration (tests and the tuner)."""
     check_layout("lightning_decode", q, k, v, states)
     B, H, D = q.shape
-    cfg = {**(CONFIG_MANY if B >= MANY_ROWS else CONFIG_FEW), **(config or {})}
-    BV = min(cfg["BV"], D)
+    cfg = config or default_decode_config(q)
+    BV = min(cfg.v_slice, D)
     out = torch.empty(B, H, D, dtype=q.dtype, device=q.device)
     if B == 0:
         return out
-    heads_first = bool(cfg["HEADS_FIRST"])
+    heads_first = cfg.heads_first
     grid = (H, B, triton.cdiv(D, BV)) if heads_first else (B, H, triton.cdiv(D, BV))
     _decode_kernel[grid](
         q,
@@ -123,8 +120,8 @@ def triton_decode(
         states.stride(1),
         D=D,
         BV=BV,
-        STORE=cfg["STORE"],
+        STORE=cfg.state_store,
         HEADS_FIRST=heads_first,
-        num_warps=cfg["num_warps"],
+        num_warps=cfg.num_warps,
     )
     return out

@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from m1_kernels.lightning.configs import PrefillConfig, device_configs
 from m1_kernels.lightning.layout import check_layout, rows_matrix
 from m1_kernels.lightning.triton_math import expm1
 
@@ -214,7 +215,6 @@ def _prefill_kernel(
     OP: tl.constexpr,
     UPCAST: tl.constexpr,
     PREC: tl.constexpr,
-    UNROLL: tl.constexpr,
     EARLY: tl.constexpr,
     TMA: tl.constexpr,
     STATE_T: tl.constexpr,
@@ -269,7 +269,8 @@ def _prefill_kernel(
     k_col = (h * stride_kh).to(tl.int32)
     v_col = (h * stride_vh + iv * BV).to(tl.int32)
     o_col = (h * stride_oh + iv * BV).to(tl.int32)
-    for i in tl.range(n_full if TAIL_ONLY else 0, n_full, loop_unroll_factor=UNROLL):
+    # Unrolled x2 the loop was slower: 4 stages no longer fit shared memory (docs/kernels.md).
+    for i in tl.range(n_full if TAIL_ONLY else 0, n_full, loop_unroll_factor=1):
         start = i * C
         row = lo + start
         q = _load_block(q_ptrs + start * stride_qt, QD, row, q_col, C, rc, False, TMA)
@@ -313,63 +314,17 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-# Launch configuration per input dtype, chosen by measurement on an H200 (see
-# benchmarks/KERNELS_NOTES.md). C: rows per block; BV: D_v slice per program; PREC: dot
-# precision for float32 inputs; UNROLL: unroll factor of the block loop; EARLY: state update
-# issued before the intra-block products; TMA: full blocks move through the tensor-memory
-# accelerator (Hopper and later); STATE_T: the state held transposed (`_block_t`); GLUON: full
-# blocks in the warp-specialised kernel of gluon_prefill.py (Hopper, bf16), the tails here.
-_HALF = dict(
-    C=64,
-    BV=64,
-    num_warps=4,
-    num_stages=4,
-    PREC="ieee",
-    UNROLL=1,
-    EARLY=True,
-    TMA=True,
-    STATE_T=False,
-    GLUON=False,
-)
-CONFIGS: dict[torch.dtype, dict] = {
-    # 16K tokens, batch 1 (2026-11-28): 63.6 ms, rel err 3.1e-7. PREC="tf32x3" with C=64, BV=64,
-    # 8 warps, 2 stages runs 11x faster (5.9 ms) at 4.5e-7, but float32's contract is IEEE dots.
-    torch.float32: dict(
-        C=32, BV=32, num_warps=8, num_stages=1, PREC="ieee", UNROLL=1, EARLY=False, TMA=False
-    ),
-    # 16K tokens, batch 1: Gluon 0.319 ms; this kernel alone 0.353-0.377 ms across machines with
-    # TMA, 0.380-0.400 without (fla's chunk kernel 0.739-0.746 ms). float16 stays on this kernel:
-    # its state operand goes through tf32, which the Gluon kernel does not do.
-    # Below 8K tokens the GPU work (< ~0.1 ms) no longer hides the host cost of the Gluon path's
-    # second launch and descriptors (4K: 0.38 ms on a slow host, against 0.096 without it).
-    torch.bfloat16: dict(_HALF, GLUON=True, GLUON_MIN_TOKENS=8192),
-    torch.float16: _HALF,
-}  # fmt: skip
-
-# Many sequences at once (16 x 2K: 0.69 ms, against 0.86 for the defaults): one program per
-# head, so q k^T is not computed twice, taken when the heads of the batch fill the GPU several
-# times over and the mean sequence is short. A long sequence among many short ones would run
-# at half speed on this configuration (one SM per head), hence the length bound.
-MANY_SEQUENCES = dict(_HALF, BV=128, num_warps=8, num_stages=3, STATE_T=True)
-MANY_WAVES, MANY_MEAN_TOKENS = 4, 4096
-
-
 @functools.cache
 def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _default_config(q: torch.Tensor, B: int) -> dict:
-    """The measured launch configuration for these inputs (shapes only: no host sync)."""
+def default_prefill_config(q: torch.Tensor, num_sequences: int) -> PrefillConfig:
+    """The measured launch configuration for these inputs (tuned/configs.json; shapes only:
+    no host sync). Many short 16-bit sequences on a GPU take the one-program-per-head one."""
     T, H, _ = q.shape
-    if (
-        q.is_cuda
-        and q.dtype in (torch.bfloat16, torch.float16)
-        and B * H >= MANY_WAVES * _sm_count(q.device)
-        and T <= MANY_MEAN_TOKENS * B
-    ):
-        return MANY_SEQUENCES
-    return CONFIGS.get(q.dtype, CONFIGS[torch.float32])
+    sm_count = _sm_count(q.device) if q.is_cuda else None
+    return device_configs(q.device).prefill_for(q.dtype, T, num_sequences, H, sm_count)
 
 
 @functools.cache
@@ -421,9 +376,10 @@ def triton_prefill(
     slots: torch.Tensor,
     cu_seqlens: torch.Tensor,
     fresh: torch.Tensor,
-    config: dict | None = None,
+    config: PrefillConfig | None = None,
 ) -> torch.Tensor:
-    """`kernels.lightning_prefill` on CUDA (or on CPU under TRITON_INTERPRET=1).
+    """`kernels.lightning_prefill` on CUDA (or on CPU under TRITON_INTERPRET=1); config replaces
+    the measured launch configuration (tests and the tuner).
 
     No host synchronisation: the grid comes from shapes alone (sequence count x heads x D_v
     slices), so it is safe to capture in a CUDA graph.
@@ -431,18 +387,15 @@ def triton_prefill(
     check_layout("lightning_prefill", q, k, v, states)
     T, H, D = q.shape
     B = cu_seqlens.shape[0] - 1
-    cfg = dict(_default_config(q, B))
-    cfg.update(config or {})
-    BV = min(cfg["BV"], D)
+    cfg = config or default_prefill_config(q, B)
+    BV = min(cfg.v_slice, D)
     out = torch.empty(T, H, D, dtype=q.dtype, device=q.device)
     if B == 0:
         return out
     fresh_u8 = fresh.view(torch.uint8) if fresh.dtype == torch.bool else fresh
-    tma = cfg["TMA"] and all(map(_tma_ok, (q, k, v)))
-    gluon = (
-        cfg.get("GLUON", False) and tma and T >= cfg.get("GLUON_MIN_TOKENS", 0) and _gluon_usable(q)
-    )
-    if gluon:  # full blocks in the warp-specialised kernel, each sequence's tail below
+    tma = cfg.tma and all(map(_tma_ok, (q, k, v)))
+    gluon = cfg.gluon is not None and tma and T >= cfg.gluon.min_tokens and _gluon_usable(q)
+    if gluon and cfg.gluon is not None:  # full blocks in the Gluon kernel, the tails below
         from m1_kernels.lightning.gluon_prefill import gluon_prefill_full_blocks
 
         gluon_prefill_full_blocks(
@@ -455,12 +408,12 @@ def triton_prefill(
             slots,
             cu_seqlens,
             fresh_u8,
-            cfg["C"],
-            cfg.get("GLUON_CFG"),
+            cfg.block_rows,
+            cfg.gluon,
         )
         tma = False  # tails use masked loads: no descriptors to encode for the launch below
     descs = (
-        [_rows_descriptor(x, cfg["C"], w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
+        [_rows_descriptor(x, cfg.block_rows, w) for x, w in ((q, D), (k, D), (v, BV), (out, BV))]
         if tma
         else [None] * 4
     )
@@ -488,18 +441,17 @@ def triton_prefill(
         states.stride(1),
         D=D,
         BV=BV,
-        C=cfg["C"],
+        C=cfg.block_rows,
         EXACT=q.dtype in (torch.float32, torch.float64),
         STATE_DOT_F32=q.dtype == torch.float16,
         OP=_TL_DTYPE.get(q.dtype, tl.float32),
         UPCAST=_interpreting(),
-        PREC=cfg["PREC"],
-        UNROLL=cfg["UNROLL"],
-        EARLY=cfg["EARLY"],
+        PREC=cfg.dot_precision,
+        EARLY=cfg.state_update_first,
         TMA=tma,
-        STATE_T=cfg.get("STATE_T", False) and q.dtype in (torch.bfloat16, torch.float16),
+        STATE_T=cfg.state_transposed and q.dtype in (torch.bfloat16, torch.float16),
         TAIL_ONLY=gluon,
-        num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"],
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
     )
     return out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning_cases import check_decode, check_prefill, check_prefill_then_decode
 
 from m1_kernels import lightning_decode, lightning_prefill
 from m1_kernels.lightning.reference import recurrence
 from m1_kernels.lightning.testing import layer_slopes, random_qkv, rel_err
 from m1_kernels.lightning.torch_chunked import chunked_sequence
+from tests.kernels.lightning_cases import check_decode, check_prefill, check_prefill_then_decode
 
 H, D = 4, 32
 
