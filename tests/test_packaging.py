@@ -25,6 +25,7 @@ def test_wheel_carries_the_presets_and_finds_them(tmp_path: Path) -> None:
     # Our folders install under names no other distribution uses.
     assert "m1_runtime/engine/smol_m1.py" in names and "m1_runtime/model/plugin.py" in names
     assert "m1_kernels/lightning/reference.py" in names
+    assert "m1_kernels/lightning/tuned/configs.json" in names
     assert not any(n.startswith(("runtime/", "kernels/")) for n in names)
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
