@@ -73,6 +73,11 @@ class Settings(BaseModel):
         description="Skip torch.compile and CUDA graphs; unset: eager on CPU (starts in ~20 s "
         "instead of ~35 s), compiled on GPUs (faster decode)",
     )
+    prefix_caching: bool = Field(
+        True,
+        description="Reuse the cached blocks and lightning states of a prompt prefix seen "
+        "before (a long document's shared instructions, earlier chat turns)",
+    )
 
     # admission control
     max_concurrent: int | None = Field(

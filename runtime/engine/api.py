@@ -62,6 +62,9 @@ class EngineConfig:
     memory_fraction: float = 0.3
     kv_cache_gib: float | None = None
     enforce_eager: bool | None = None  # None: eager on CPU, compiled (CUDA graphs) on GPUs
+    # Reuse the KV blocks (and lightning states) of a shared prompt prefix: the instructions of
+    # every map step of a long document, a conversation's earlier turns.
+    prefix_caching: bool = True
     # None: what the engine runs together, read from vLLM once it has started: its max_num_seqs
     # (128 unless set) bounded by the full-context requests its KV cache holds (batch_limit).
     max_concurrent: int | None = None

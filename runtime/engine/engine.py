@@ -168,7 +168,7 @@ class Engine:
                 # None: vLLM's own default for the platform; the admission limit follows it.
                 max_num_seqs=self.config.max_concurrent,
                 disable_log_stats=True,
-                enable_prefix_caching=False,
+                enable_prefix_caching=self.config.prefix_caching,
                 structured_outputs_config=StructuredOutputsConfig(**STRUCTURED_OUTPUTS),
             )
             llm = AsyncLLM.from_engine_args(args)
