@@ -144,19 +144,26 @@ def m1_tensors(llama_state: dict[str, Any], config: dict[str, Any]) -> dict[str,
 
 def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
     """Write config, weights (one safetensors file) and tokenizer files into `out`."""
-    from safetensors.torch import save_file
-
-    from m1_runtime.engine.checkpoints import expected_tensors
-
     if progress:
         print(f"smol-m1: converting {source.name} to M1's layout (about 20 s)", file=sys.stderr)
     model, tokenizer = load_source(source)
     config = m1_config(model.config, tokenizer)
-    tensors = m1_tensors(model.state_dict(), config)
-    expected = expected_tensors(config)
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if shapes != expected:  # the layout our loader checks, before anything is written
-        raise ValueError(f"smol-m1 conversion produced the wrong tensor set: {shapes}")
+    save_m1_checkpoint(out, config, m1_tensors(model.state_dict(), config), tokenizer, "smol-m1")
+
+
+def save_m1_checkpoint(
+    out: Path, config: dict[str, Any], tensors: dict[str, Any], tokenizer: Any, name: str
+) -> None:
+    """A SmolLM2-derived M1 checkpoint in `out`: config, weights (one safetensors file),
+    tokenizer and sampling defaults; the tensor set is checked against the layout our loader
+    expects before anything is written."""
+    from safetensors.torch import save_file
+
+    from m1_runtime.engine.checkpoints import expected_tensors
+
+    shapes = {key: tuple(t.shape) for key, t in tensors.items()}
+    if shapes != expected_tensors(config):
+        raise ValueError(f"{name} conversion produced the wrong tensor set: {shapes}")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.model_max_length = config["max_position_embeddings"]

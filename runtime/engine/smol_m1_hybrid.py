@@ -199,10 +199,7 @@ def build_tensors(
 
 def write_checkpoint(out: Path, source: Path, delta_folder: Path, progress: bool = True) -> None:
     """Write the hybrid checkpoint (config, one safetensors file, tokenizer) into ``out``."""
-    from safetensors.torch import save_file
-
     from m1_runtime.engine import smol_m1
-    from m1_runtime.engine.checkpoints import expected_tensors
 
     if progress:
         print(
@@ -214,22 +211,4 @@ def write_checkpoint(out: Path, source: Path, delta_folder: Path, progress: bool
     tensors, config = build_tensors(
         base, base_config, delta_folder, smol_m1.source_identity(source)
     )
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if shapes != expected_tensors(config):
-        raise ValueError("smol-m1-hybrid build produced the wrong tensor set")
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.model_max_length = config["max_position_embeddings"]
-    tokenizer.save_pretrained(str(out))
-    generation = {
-        # smol-m1's sampling defaults (see smol_m1.write_checkpoint for why).
-        "temperature": 0.2,
-        "top_p": 0.9,
-        "json_repetition_penalty": 1.15,
-        "bos_token_id": config["bos_token_id"],
-        "eos_token_id": config["eos_token_id"],
-        "pad_token_id": config["pad_token_id"],
-    }
-    (out / "generation_config.json").write_text(
-        json.dumps(generation, indent=2) + "\n", encoding="utf-8"
-    )
+    smol_m1.save_m1_checkpoint(out, config, tensors, tokenizer, "smol-m1-hybrid")
