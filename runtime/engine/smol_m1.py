@@ -145,7 +145,8 @@ def m1_tensors(llama_state: dict[str, Any], config: dict[str, Any]) -> dict[str,
 def write_checkpoint(out: Path, source: Path, progress: bool = True) -> None:
     """Write config, weights (one safetensors file) and tokenizer files into `out`."""
     if progress:
-        print(f"smol-m1: converting {source.name} to M1's layout (about 20 s)", file=sys.stderr)
+        # stderr only: on stdio, stdout is the MCP stream.
+        sys.stderr.write(f"smol-m1: converting {source.name} to M1's layout (about 20 s)\n")
     model, tokenizer = load_source(source)
     config = m1_config(model.config, tokenizer)
     save_m1_checkpoint(out, config, m1_tensors(model.state_dict(), config), tokenizer, "smol-m1")

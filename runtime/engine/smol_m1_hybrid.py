@@ -202,9 +202,8 @@ def write_checkpoint(out: Path, source: Path, delta_folder: Path, progress: bool
     from m1_runtime.engine import smol_m1
 
     if progress:
-        print(
-            f"smol-m1-hybrid: converting {source.name} and applying {delta_folder}", file=sys.stderr
-        )
+        # stderr only: on stdio, stdout is the MCP stream.
+        sys.stderr.write(f"smol-m1-hybrid: converting {source.name} and applying {delta_folder}\n")
     model, tokenizer = smol_m1.load_source(source)
     base_config = smol_m1.m1_config(model.config, tokenizer)
     base = smol_m1.m1_tensors(model.state_dict(), base_config)
