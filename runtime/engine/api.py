@@ -47,6 +47,11 @@ class Fit:
         do not fit together."""
         return self.context - self.prompt_tokens - self.answer_budget
 
+    @property
+    def room(self) -> int:
+        """Tokens the context leaves for any answer after the prompt."""
+        return self.context - self.prompt_tokens
+
 
 @dataclass(frozen=True)
 class EngineConfig:

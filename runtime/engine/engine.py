@@ -392,19 +392,20 @@ class Engine:
 
         segments = self.render_segments(request)
         prompt_ids = await anyio.to_thread.run_sync(self.encode_prompt, segments)
-        room = self._max_model_len - len(prompt_ids)
-        if room < 1:
+        # The same rule `fit` reports to callers that ask before generating.
+        fit = Fit(len(prompt_ids), request.max_tokens, self._max_model_len)
+        if fit.room < 1:
             raise PromptTooLong(
-                f"the input is {len(prompt_ids)} tokens but the context holds "
-                f"{self._max_model_len}; shorten it"
+                f"the input is {fit.prompt_tokens} tokens but the context holds "
+                f"{fit.context}; shorten it"
             )
-        if request.json_schema is not None and room < request.max_tokens:
+        if request.json_schema is not None and fit.spare < 0:
             # A cut-off JSON document is worse than a clear error.
             raise PromptTooLong(
-                f"the input is {len(prompt_ids)} tokens, which leaves {room} of the "
+                f"the input is {fit.prompt_tokens} tokens, which leaves {fit.room} of the "
                 f"{request.max_tokens} tokens the structured answer may need; shorten it"
             )
-        max_tokens = max(1, min(request.max_tokens, room))
+        max_tokens = max(1, min(request.max_tokens, fit.room))
         structured = None
         if request.json_schema is not None:
             structured = StructuredOutputsParams(json=request.json_schema)
