@@ -363,9 +363,7 @@ class MiniMaxM1ForCausalLM(nn.Module, HasInnerState, IsHybrid, SupportsPP):
 
         if unknown:
             raise ValueError(f"checkpoint tensors with no place in MiniMax-M1: {_brief(unknown)}")
-        missing = sorted(set(params) - loaded)
-        if self.model.arch.tie_word_embeddings:
-            missing = [m for m in missing if not m.startswith("lm_head.")]
+        missing = missing_weights(params, loaded, self.model.arch.tie_word_embeddings)
         if missing:
             raise ValueError(f"checkpoint is missing weights: {_brief(missing)}")
         return loaded
@@ -393,6 +391,21 @@ class MiniMaxM1SoftmaxForCausalLM(MiniMaxM1ForCausalLM):
 # and RoPE frequencies): derived from the config, recomputed here, never loaded. Every other name
 # loads as it is: M1's checkpoints and transformers' `save_pretrained` use the same names.
 _DERIVED = (".rotary_emb.inv_freq", ".slope_rate", ".query_decay", ".key_decay", ".diagonal_decay")
+
+
+# Under a quantization config (fp8) vLLM's attention gains calibration scales for q, k, v and
+# the probabilities. A bf16 checkpoint quantized as it loads has none: they keep vLLM's 1.0.
+_ATTENTION_SCALES = (".attn.q_scale", ".attn.k_scale", ".attn.v_scale", ".attn.prob_scale")
+
+
+def missing_weights(params: Iterable[str], loaded: set[str], tied_embeddings: bool) -> list[str]:
+    """The model's parameters that the checkpoint should have filled and did not."""
+    return [
+        name
+        for name in sorted(set(params) - loaded)
+        if not (tied_embeddings and name.startswith("lm_head."))
+        and not name.endswith(_ATTENTION_SCALES)
+    ]
 
 
 def _brief(names: list[str], limit: int = 12) -> str:
