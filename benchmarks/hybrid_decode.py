@@ -104,7 +104,11 @@ def pair_models(
             "attn_type_list": [int(i in SMOL_SOFTMAX_LAYERS) for i in range(layers)],
             "architectures": ["MiniMaxM1ForCausalLM"],  # smol-m1 is the all-softmax class
         },
-        "all softmax": {**base, "attn_type_list": [1] * layers},
+        "all softmax": {
+            **base,
+            "attn_type_list": [1] * layers,
+            "architectures": ["MiniMaxM1SoftmaxForCausalLM"],  # smol-m1's own class
+        },
     }
     return {
         name: (
