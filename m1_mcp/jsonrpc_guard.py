@@ -33,6 +33,8 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, JSONRPCError
 
+from m1_mcp.stdio_drain import InFlight
+
 log = logging.getLogger("m1.jsonrpc")
 
 # The SDK refuses POST bodies over 4 MiB with 413; the guard reads no more than that before
@@ -172,8 +174,9 @@ class GuardedLines:
     answered through `replies` (sent on by `forward`) and never reach the SDK, which would drop
     them unanswered. Blank lines are skipped, as the SDK would (after failing to parse them)."""
 
-    def __init__(self, lines: Any) -> None:
+    def __init__(self, lines: Any, in_flight: InFlight | None = None) -> None:
         self.lines = lines
+        self.in_flight = in_flight
         self._send, self._receive = anyio.create_memory_object_stream[dict[str, Any]](64)
 
     async def __aiter__(self) -> AsyncIterator[str]:
@@ -182,10 +185,15 @@ class GuardedLines:
                 continue
             reply = check_text(line)
             if reply is None:
+                if self.in_flight is not None:
+                    self.in_flight.read(line)
                 yield line
                 continue
             log.info("refused a malformed JSON-RPC message: %s", reply["error"]["message"])
             await self._send.send(reply)
+        # End of stdin: the SDK learns of it only once what was asked has been answered.
+        if self.in_flight is not None:
+            await self.in_flight.drain()
 
     async def forward(self, write_stream: Any) -> None:
         """Write the refusals to stdout through the SDK's own writer (one writer per pipe)."""
@@ -222,16 +230,27 @@ def _take_stdin() -> tuple[BinaryIO, Callable[[], None] | None]:
 
 @asynccontextmanager
 async def guarded_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
-    """The SDK's `stdio_server`, reading stdin through `GuardedLines`."""
+    """The SDK's `stdio_server`, reading stdin through `GuardedLines`, with replies relayed
+    through `InFlight` so that the end of stdin waits for them (`m1_mcp/stdio_drain.py`)."""
     wire, restore = _take_stdin()
     try:
         text = anyio.wrap_file(io.TextIOWrapper(wire, encoding="utf-8", errors="replace"))
-        lines = GuardedLines(text)
+        in_flight = InFlight()
+        lines = GuardedLines(text, in_flight)
         async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+            replies_in, replies_out = anyio.create_memory_object_stream[SessionMessage](0)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lines.forward, write_stream)
-                yield read_stream, write_stream
-                tg.cancel_scope.cancel()
+                tg.start_soon(in_flight.relay, replies_out, write_stream)
+                async with anyio.create_task_group() as refusals:
+                    refusals.start_soon(lines.forward, write_stream)
+                    try:
+                        yield read_stream, replies_in
+                    finally:
+                        refusals.cancel_scope.cancel()
+                        # The SDK closes its end when it stops; closing it again is a no-op.
+                        # The relay then passes on what it holds and ends by itself, so the
+                        # last replies are written, not cancelled.
+                        replies_in.close()
     finally:
         if restore is not None:
             restore()

@@ -145,3 +145,34 @@ def test_sigterm_with_stdin_open_stops_the_server_and_its_engine(tmp_path) -> No
             if proc.poll() is None:
                 proc.kill()  # our own child, by pid
                 proc.wait()
+
+
+def test_stdin_closed_right_after_a_call_still_gets_its_reply(tmp_path) -> None:
+    """A one-shot client (`printf ... | m1-mcp serve`) writes its requests, closes stdin and
+    reads stdout to the end: the call is answered (the model loads first), then the server
+    exits on its own."""
+    log = (tmp_path / "server.log").open("wb")
+    proc = _raw_server(log)
+    try:
+        _send(proc, harness.initialize_request("one-shot"))
+        _send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        call = {"name": "solve_problem", "arguments": {"problem": "2+3?", "max_tokens": 16}}
+        _send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        _send(proc, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        proc.stdin.close()
+        code = proc.wait(timeout=300)
+        replies = {}
+        for line in proc.stdout.read().decode().splitlines():
+            message = json.loads(line)
+            if "id" in message:
+                replies[message["id"]] = message
+        assert code == 0
+        assert set(replies) == {1, 2, 3}, replies
+        answer = replies[2]["result"]
+        assert not answer.get("isError") and answer["structuredContent"]["answer"] is not None
+        assert replies[3]["result"] == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, by pid
+            proc.wait()
+        log.close()
