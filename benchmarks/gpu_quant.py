@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,7 +49,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.gpu_serving import model_config, prompt  # noqa: E402
+from benchmarks.gpu_serving import (  # noqa: E402
+    fmt,
+    matches_in_log,
+    model_config,
+    prompt,
+    run_module_child,
+)
 
 QUANTS = ("bf16", "experts_int8", "fp8")
 MODES = ("graphs", "eager")
@@ -213,7 +217,7 @@ def measure(run: str, out: Path, tiny: bool, dtype: str) -> None:
     ]
     decode = {str(b): _decode_rate(llm, b) for b in BATCHES}
     for b, row in decode.items():
-        print(f"[{run}] decode batch {b}: {_fmt(row['tokens_per_s'])} tok/s", file=sys.stderr)
+        print(f"[{run}] decode batch {b}: {fmt(row['tokens_per_s'])} tok/s", file=sys.stderr)
 
     result = {
         "run": run,
@@ -240,29 +244,15 @@ _LOADED = re.compile(r"Model loading took ([\d.]+) GiB")
 
 
 def weights_from_log() -> float | None:
-    log = os.environ.get("M1_BENCH_LOG")
-    if not log or not Path(log).is_file():
-        return None
-    found = _LOADED.findall(Path(log).read_text(errors="replace"))
+    found = matches_in_log(_LOADED)
     return float(found[-1]) if found else None
 
 
 def run_child(run: str, out: Path, tiny: bool, dtype: str) -> bool:
-    log = out / f"gpu-quant-{run}.log"
-    env = dict(
-        os.environ,
-        M1_BENCH_LOG=str(log),
-        VLLM_LOGGING_LEVEL="INFO",
-        # LLM.apply_model sends a function to the worker: allowed only when asked for.
-        VLLM_ALLOW_INSECURE_SERIALIZATION="1",
-    )
-    cmd = [sys.executable, "-m", "benchmarks.gpu_quant", "--child", run, "--out", str(out)]
-    cmd += ["--dtype", dtype] + (["--tiny"] if tiny else [])
-    with log.open("w") as f:
-        code = subprocess.call(cmd, cwd=ROOT, env=env, stderr=f, stdout=f)
-    if code:
-        print(f"{run}: failed (exit {code}); see {log}", file=sys.stderr)
-    return code == 0
+    args = ["--out", str(out), "--dtype", dtype] + (["--tiny"] if tiny else [])
+    # LLM.apply_model sends a function to the worker: allowed only when asked for.
+    allow = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
+    return run_module_child("benchmarks.gpu_quant", run, out, args, allow)
 
 
 # ------------------------------------------------------------------------------ report
@@ -289,10 +279,6 @@ def compare(run: dict, ref: dict) -> dict[str, float]:
         "max_abs_dlogprob": max(deltas),
         "mean_tokens_before_divergence": statistics.fmean(run["agree_before_divergence"]),
     }
-
-
-def _fmt(x: float | None, spec: str = ",.0f") -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def _reference_for(run: dict, results: dict[str, dict]) -> dict | None:
@@ -365,8 +351,8 @@ def report(folder: Path) -> str:
             else f"n/a | n/a | {same}"
         )
         lines.append(
-            f"| {row['run']} | {_fmt(row['weights_gib_logged'], '.2f')} | {dtypes or 'n/a'} | "
-            f"{accuracy} | {_fmt(rates.get('1'), ',.1f')} | {_fmt(rates.get('64'), ',.0f')} | "
+            f"| {row['run']} | {fmt(row['weights_gib_logged'], '.2f')} | {dtypes or 'n/a'} | "
+            f"{accuracy} | {fmt(rates.get('1'), ',.1f')} | {fmt(rates.get('64'), ',.0f')} | "
             f"{row['against'] or '-'} |"
         )
     text = "\n".join(lines) + "\n"

@@ -197,7 +197,7 @@ def measure(kind: str, out_json: Path) -> None:
             rate = b / step_s if step_s else None
             row.update(tokens_per_s=rate, step_ms=step_s * 1e3 if step_s else None, wall_s=wall)
             decode.append(row)
-            print(f"[{kind}] decode ctx {ctx} batch {b}: {_fmt(rate)} tok/s", file=sys.stderr)
+            print(f"[{kind}] decode ctx {ctx} batch {b}: {fmt(rate)} tok/s", file=sys.stderr)
 
     import torch
     import vllm
@@ -220,12 +220,18 @@ def measure(kind: str, out_json: Path) -> None:
 _CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
 
 
-def capacity_from_log() -> float | None:
-    """vLLM's own count of max_model_len-token sequences its KV cache holds (logged at start)."""
+def matches_in_log(pattern: re.Pattern[str]) -> list:
+    """`pattern`'s matches in this child's own log (run_child points M1_BENCH_LOG at it): what
+    vLLM says only in its log lines."""
     log = os.environ.get("M1_BENCH_LOG")
     if not log or not Path(log).is_file():
-        return None
-    found = _CONCURRENCY.findall(Path(log).read_text(errors="replace"))
+        return []
+    return pattern.findall(Path(log).read_text(errors="replace"))
+
+
+def capacity_from_log() -> float | None:
+    """vLLM's own count of max_model_len-token sequences its KV cache holds (logged at start)."""
+    found = matches_in_log(_CONCURRENCY)
     if not found:
         return None
     tokens, times = found[-1]
@@ -234,18 +240,26 @@ def capacity_from_log() -> float | None:
 
 
 def run_child(kind: str, out: Path) -> bool:
-    log = out / f"gpu-serving-{kind}.log"
-    env = dict(os.environ, M1_BENCH_LOG=str(log), VLLM_LOGGING_LEVEL="INFO")
+    return run_module_child("benchmarks.gpu_serving", kind, out, ["--out", str(out)], {})
+
+
+def run_module_child(
+    module: str, name: str, out: Path, args: list[str], extra_env: dict[str, str]
+) -> bool:
+    """`python -m module --child name args...` in its own process (a clean GPU), its output in
+    out/<module's last part with - for _>-<name>.log, which the child can read back."""
+    log = out / f"{module.rpartition('.')[2].replace('_', '-')}-{name}.log"
+    env = dict(os.environ, M1_BENCH_LOG=str(log), VLLM_LOGGING_LEVEL="INFO", **extra_env)
     with log.open("w") as f:
         code = subprocess.call(
-            [sys.executable, "-m", "benchmarks.gpu_serving", "--child", kind, "--out", str(out)],
+            [sys.executable, "-m", module, "--child", name, *args],
             cwd=ROOT,
             env=env,
             stderr=f,
             stdout=f,
         )
     if code:
-        print(f"{kind}: failed (exit {code}); see {log}", file=sys.stderr)
+        print(f"{name}: failed (exit {code}); see {log}", file=sys.stderr)
     return code == 0
 
 
@@ -267,7 +281,7 @@ def _largest(result: dict) -> tuple[int, float | None]:
     return best["batch"], best["tokens_per_s"]
 
 
-def _fmt(x: float | None, spec: str = ",.0f") -> str:
+def fmt(x: float | None, spec: str = ",.0f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
@@ -300,7 +314,7 @@ def report(folder: Path) -> str:
             row = next(
                 (r for r in results[k]["decode"] if (r["context"], r["batch"]) == (ctx, b)), None
             )
-            cells.append("-" if row is None else row.get("note") or _fmt(row["tokens_per_s"]))
+            cells.append("-" if row is None else row.get("note") or fmt(row["tokens_per_s"]))
         lines.append(f"| {ctx // 1024}K | {b} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -312,30 +326,30 @@ def report(folder: Path) -> str:
     for ctx in CONTEXTS:
         lines.append(
             f"| prefill {ctx // 1024}K (ms) | "
-            + " | ".join(_fmt(results[k]["prefill_s"][str(ctx)] * 1e3, ",.1f") for k in kinds)
+            + " | ".join(fmt(results[k]["prefill_s"][str(ctx)] * 1e3, ",.1f") for k in kinds)
             + " |"
         )
     lines.append(
         "| 128K sequences that fit | "
-        + " | ".join(_fmt(results[k]["max_128k_sequences"], ",.1f") for k in kinds)
+        + " | ".join(fmt(results[k]["max_128k_sequences"], ",.1f") for k in kinds)
         + " |"
     )
     lines.append(
         "| decode tok/s at 128K, largest batch | "
         + " | ".join(
-            f"{_fmt(_largest(results[k])[1])} (batch {_largest(results[k])[0]})" for k in kinds
+            f"{fmt(_largest(results[k])[1])} (batch {_largest(results[k])[0]})" for k in kinds
         )
         + " |"
     )
     lines.append(
         "| engine start-up (s) | "
-        + " | ".join(_fmt(results[k]["startup_s"], ".0f") for k in kinds)
+        + " | ".join(fmt(results[k]["startup_s"], ".0f") for k in kinds)
         + " |"
     )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     for name, value, goal in _targets(results):
         met = "n/a" if value is None else ("yes" if value > goal else "**no**")
-        lines.append(f"| {name} (> {goal}) | {_fmt(value, '.2f')} | {met} |")
+        lines.append(f"| {name} (> {goal}) | {fmt(value, '.2f')} | {met} |")
     text = "\n".join(lines) + "\n"
     (folder / "gpu-serving.md").write_text(text)
     _plot(results, folder / "gpu-serving.png")
