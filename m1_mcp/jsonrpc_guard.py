@@ -81,13 +81,14 @@ def problem(message: Any) -> dict[str, Any] | None:
     )
 
 
-def check_text(text: str | bytes) -> dict[str, Any] | None:
-    """`problem()` for raw text; text that is not JSON gets the -32700 reply."""
+def parse_text(text: str | bytes) -> tuple[Any, dict[str, Any] | None]:
+    """The message and `problem()`'s reply for it; text that is not JSON gets the -32700 reply
+    (and no message)."""
     try:
         message = json.loads(text)
     except ValueError:
-        return error_reply(PARSE_ERROR, "Parse error: the message is not valid JSON")
-    return problem(message)
+        return None, error_reply(PARSE_ERROR, "Parse error: the message is not valid JSON")
+    return message, problem(message)
 
 
 class HttpGuard:
@@ -170,11 +171,11 @@ async def _send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
 
 
 class GuardedLines:
-    """Stdin lines for the SDK's stdio transport, less the ones `check_text` refuses: those are
+    """Stdin lines for the SDK's stdio transport, less the ones `parse_text` refuses: those are
     answered through `replies` (sent on by `forward`) and never reach the SDK, which would drop
     them unanswered. Blank lines are skipped, as the SDK would (after failing to parse them)."""
 
-    def __init__(self, lines: Any, in_flight: InFlight | None = None) -> None:
+    def __init__(self, lines: Any, in_flight: InFlight) -> None:
         self.lines = lines
         self.in_flight = in_flight
         self._send, self._receive = anyio.create_memory_object_stream[dict[str, Any]](64)
@@ -183,17 +184,15 @@ class GuardedLines:
         async for line in self.lines:
             if not line.strip():
                 continue
-            reply = check_text(line)
+            message, reply = parse_text(line)
             if reply is None:
-                if self.in_flight is not None:
-                    self.in_flight.read(line)
+                self.in_flight.read(message)
                 yield line
                 continue
             log.info("refused a malformed JSON-RPC message: %s", reply["error"]["message"])
             await self._send.send(reply)
         # End of stdin: the SDK learns of it only once what was asked has been answered.
-        if self.in_flight is not None:
-            await self.in_flight.drain()
+        await self.in_flight.drain()
 
     async def forward(self, write_stream: Any) -> None:
         """Write the refusals to stdout through the SDK's own writer (one writer per pipe)."""

@@ -6,7 +6,7 @@ of the connection and cancels every request still being handled, so those caller
 reply at all. Here the end of stdin is held back from the SDK until each request read before it
 has been answered (or cancelled by the client), for at most `DRAIN_LIMIT_S`.
 
-`InFlight` counts the requests: `read` for each stdin line passed to the SDK, `relay` between the
+`InFlight` counts the requests: `read` for each stdin message passed to the SDK, `relay` between the
 SDK's writer and stdout to see the replies go out.
 """
 
@@ -43,12 +43,8 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._open)
 
-    def read(self, line: str) -> None:
-        """A line on its way to the SDK (already checked to be one JSON-RPC object)."""
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return
+    def read(self, message: Any) -> None:
+        """A stdin message on its way to the SDK, as parsed (and passed) by the guard."""
         if not isinstance(message, dict) or not isinstance(message.get("method"), str):
             return
         if "id" in message:

@@ -3,8 +3,6 @@ client that closes stdin right after a call, is in tests/e2e/test_stdio.py)."""
 
 from __future__ import annotations
 
-import json
-
 import anyio
 import pytest
 from mcp.shared.message import SessionMessage
@@ -15,8 +13,9 @@ from m1_mcp.stdio_drain import InFlight
 pytestmark = pytest.mark.anyio
 
 
-def line(**message) -> str:
-    return json.dumps({"jsonrpc": "2.0", **message})
+def line(**message) -> dict:
+    """A stdin message as the guard parsed it."""
+    return {"jsonrpc": "2.0", **message}
 
 
 def reply(request_id) -> SessionMessage:
