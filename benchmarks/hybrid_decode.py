@@ -43,6 +43,7 @@ from m1_runtime.engine.checkpoints import (  # noqa: E402
     preset_config,
     resolve_model,
 )
+from m1_runtime.engine.smol_m1_hybrid import hybrid_config  # noqa: E402
 from m1_runtime.model.config import MiniMaxM1Config, architecture_of  # noqa: E402
 
 BLOCK = 128  # vLLM's KV block size for this model on the CPU backend
@@ -98,17 +99,10 @@ def pair_models(
     base = json.loads((smol_dir / "config.json").read_text())
     layers = base["num_hidden_layers"]
     base["max_position_embeddings"] = max(base["max_position_embeddings"], longest)
+    # The preset builder's own config rule (layer pattern and the class that goes with it).
     configs = {
-        "hybrid 26:4": {
-            **base,
-            "attn_type_list": [int(i in SMOL_SOFTMAX_LAYERS) for i in range(layers)],
-            "architectures": ["MiniMaxM1ForCausalLM"],  # smol-m1 is the all-softmax class
-        },
-        "all softmax": {
-            **base,
-            "attn_type_list": [1] * layers,
-            "architectures": ["MiniMaxM1SoftmaxForCausalLM"],  # smol-m1's own class
-        },
+        "hybrid 26:4": hybrid_config(base, [int(i in SMOL_SOFTMAX_LAYERS) for i in range(layers)]),
+        "all softmax": hybrid_config(base, [1] * layers),
     }
     return {
         name: (
@@ -184,9 +178,9 @@ def main() -> None:
         "| all-softmax | cache/seq hybrid | all-softmax | ratio |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    width = 4 if args.dtype == "float32" else 2  # bytes of a K or V element
     for context in args.contexts:
         (h, hp), (s, sp) = speeds[hybrid_name][context], speeds["all softmax"][context]
-        width = 4 if args.dtype == "float32" else 2
         hb = cache_bytes_per_sequence(hybrid_config, context, width)
         sb = cache_bytes_per_sequence(softmax_config, context, width)
         print(
