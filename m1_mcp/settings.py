@@ -30,7 +30,9 @@ class Settings(BaseModel):
     model: str = Field(
         "smol-m1",
         description="Model preset or checkpoint dir: 'smol-m1' (default; SmolLM2-135M-Instruct "
-        "in M1's layout, all-softmax, real answers), 'tiny-m1' (M1's 7:1 hybrid, random weights)",
+        "in M1's layout, all-softmax, real answers), 'smol-m1-hybrid' (the same model linearized "
+        "into M1's hybrid layout by a committed delta), 'tiny-m1' (M1's 7:1 hybrid, random "
+        "weights)",
     )
     cache_dir: Path | None = Field(
         None, description="Where built checkpoints are cached (default: ~/.cache/m1-mcp)"

