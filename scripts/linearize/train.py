@@ -173,6 +173,56 @@ def choose_layer_map(num_layers: int, spec: str, errors: dict[str, float]) -> tu
     return [1 if i in softmax else 0 for i in range(num_layers)], why
 
 
+def sweep_layer_maps(
+    teacher: HybridLM,
+    student: HybridLM,
+    samples: list,
+    device: Any,
+    spec: str,
+    errors: dict[str, float],
+) -> list[dict[str, Any]]:
+    """``sweep:K1,K2,..``: for each K, the ``auto:K`` map and the student's perplexity with it
+    after stage 1 (MLP adapters still zero), next to the teacher's (K = all layers)."""
+    from scripts.linearize.evaluate import perplexity
+
+    n = len(student.layers)
+    rows = [
+        {"softmax_layers": n, "kinds": [1] * n, "perplexity": perplexity(teacher, samples, device)}
+    ]
+    for k in sorted({int(x) for x in spec.split(":", 1)[1].split(",")}):
+        kinds, _ = choose_layer_map(n, f"auto:{k}", errors)
+        student.set_kinds(kinds)
+        rows.append(
+            {
+                "softmax_layers": k,
+                "kinds": kinds,
+                "perplexity": perplexity(student, samples, device),
+            }
+        )
+    return rows
+
+
+def pick_from_sweep(sweep: list[dict[str, Any]], ratio: float) -> tuple[list[int], str]:
+    """The fewest softmax layers whose post-stage-1 perplexity is within ``ratio`` of the
+    teacher's (stage 2 then closes part of the gap); the most softmax layers swept if none is."""
+    teacher, *rows = sweep
+    bound = ratio * teacher["perplexity"]
+    fits = [r for r in rows if r["perplexity"] <= bound]
+    chosen = (
+        min(fits, key=lambda r: r["softmax_layers"])
+        if fits
+        else max(rows, key=lambda r: r["softmax_layers"])
+    )
+    scores = ", ".join(f"{r['softmax_layers']}: {r['perplexity']:.2f}" for r in rows)
+    why = (
+        f"sweep after stage 1 (teacher {teacher['perplexity']:.2f}; softmax layers: perplexity "
+        f"{scores}): {chosen['softmax_layers']} softmax layers, "
+        + ("the fewest within" if fits else "none within")
+        + f" {ratio}x the teacher; softmax on the layers with the largest stage-1 error"
+    )
+    return list(chosen["kinds"]), why
+
+
 def kl_to_teacher(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
