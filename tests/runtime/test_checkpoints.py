@@ -235,7 +235,7 @@ def test_concurrent_builds_from_two_processes(tmp_path):
 
 
 def test_unknown_preset_lists_presets(tmp_path):
-    with pytest.raises(ValueError, match=r"neither a preset \(smol-m1, tiny-m1\)"):
+    with pytest.raises(ValueError, match=r"neither a preset \(smol-m1, smol-m1-hybrid, tiny-m1\)"):
         ck.resolve_model("tiny-m2", cache_dir=tmp_path)
 
 
