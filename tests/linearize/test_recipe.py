@@ -213,3 +213,27 @@ def test_both_stages_lower_their_loss(tiny) -> None:
     student.set_kinds(train.choose_layer_map(LAYERS, "auto:1", s1["final_errors"])[0])
     s2 = train.stage2(teacher, student, data, "cpu", 15, 0, 3e-3, 1e-2, lambda _: None)
     assert s2["history"][-1]["kl"] < 0.8 * s2["history"][0]["kl"]
+
+
+def test_sweep_picks_the_fewest_softmax_layers_within_the_ratio() -> None:
+    def row(k: int, ppl: float) -> dict:
+        return {"softmax_layers": k, "kinds": [k], "perplexity": ppl}
+
+    sweep = [row(30, 2.0), row(4, 9.0), row(8, 5.9), row(15, 3.0)]
+    kinds, why = train.pick_from_sweep(sweep, 3.0)
+    assert kinds == [8] and "8 softmax layers, the fewest within 3.0x" in why
+    # Nothing within: the most softmax layers swept, and the reason says so.
+    kinds, why = train.pick_from_sweep(sweep, 1.2)
+    assert kinds == [15] and "none within 1.2x" in why
+
+
+def test_recurrence_keeps_float32_under_bfloat16_autocast() -> None:
+    """The cpu scale trains under bfloat16 autocast; the recurrence must not follow it."""
+    torch.manual_seed(2)
+    q, k, v = (torch.rand(2, 70, 3, 8) for _ in range(3))
+    slopes = torch.tensor(lightning_slopes(3, 1, 4), dtype=torch.float32)
+    plain = lightning_attend(q, k, v, slopes)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = lightning_attend(q, k, v, slopes)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain, rtol=0, atol=0)
