@@ -101,8 +101,12 @@ def agreement(
     return hits / max(1, total)
 
 
-def first_integer(text: str) -> int | None:
-    match = re.search(r"-?\d[\d,]*", text)
+def answer_integer(text: str) -> int | None:
+    """The integer a reply gives as its answer: the first one after its last '=' or
+    'answer is' (a small model restates the question first: "38 + 17 = 55"), else its first."""
+    number = r"-?\d[\d,]*"
+    tail = re.split(r"=|answer is", text)[-1] if re.search(r"=|answer is", text) else text
+    match = re.search(number, tail) or re.search(number, text)
     return int(match.group().replace(",", "")) if match else None
 
 
@@ -136,7 +140,7 @@ def evaluate(
         outs = greedy(model, arith_prompts, answer_tokens, device, eos)
         decoded[name] = [tokenizer.decode(o, skip_special_tokens=True) for o in outs]
     right = {
-        n: [first_integer(t) == it["answer"] for t, it in zip(decoded[n], items, strict=True)]
+        n: [answer_integer(t) == it["answer"] for t, it in zip(decoded[n], items, strict=True)]
         for n in decoded
     }
     both = sum(t and s for t, s in zip(right["teacher"], right["student"], strict=True))

@@ -237,3 +237,38 @@ def test_recurrence_keeps_float32_under_bfloat16_autocast() -> None:
         under = lightning_attend(q, k, v, slopes)
     assert under.dtype == torch.float32
     torch.testing.assert_close(under, plain, rtol=0, atol=0)
+
+
+def test_optimizer_updates_reach_the_forward_inside_one_precision_context() -> None:
+    """The recipe runs in one bfloat16 autocast context; autocast's cast cache would keep the
+    first bfloat16 copy of each adapter for the whole run, so training would change nothing
+    the forward pass sees."""
+    from scripts.linearize.cli import precision
+    from scripts.linearize.model import LoRALinear
+
+    torch.manual_seed(3)
+    layer = LoRALinear(torch.randn(8, 8), rank=2)
+    x = torch.randn(3, 8)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    with precision(torch.device("cpu"), "bfloat16"):
+        before = layer(x)
+        before.float().pow(2).sum().backward()
+        opt.step()
+        after = layer(x)
+    assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        ("38 + 17 = 55", 55),  # the question restated, then the answer
+        ("13 - 31 is 13 - 31 = -18.", -18),
+        ("We add them. The answer is 1,119", 1119),
+        ("42", 42),
+        ("I cannot tell.", None),
+    ],
+)
+def test_arithmetic_answer_is_what_the_reply_concludes(reply: str, value: int | None) -> None:
+    from scripts.linearize.evaluate import answer_integer
+
+    assert answer_integer(reply) == value
